@@ -1,0 +1,533 @@
+"""``file:///abs/path``: a local directory used as a store.
+
+Real directories map to directories, objects to regular files, symlinks (objects whose
+metadata marks them ``S_IFLNK``) to real symlinks, so the directory stays useful to every
+other tool.  POSIX metadata that the backing file cannot carry itself (mode, owner, xattrs
+of the mounted view) lives in one extended attribute, ``user.storefs.meta`` (JSON of the
+user metadata), which other tools never trip over; the store's mtime is the backing file's.
+
+Writes are atomic: data goes to a hidden temporary file in the same directory, is
+fsync'ed, then renamed over the target, so a crash never leaves a half-written object and
+``put`` returning means durable.  Temporary names start with ``.storefs-tmp-`` and are
+hidden from listings.
+
+All file system calls run in worker threads (``trio.to_thread``) under a limiter, so a
+slow disk never blocks the trio loop.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import secrets
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar
+
+import trio
+
+from storefs.backends.base import (
+    Backend,
+    Capabilities,
+    ETag,
+    ListPage,
+    Metadata,
+    ObjectMeta,
+    Upload,
+)
+from storefs.errors import (
+    AlreadyExists,
+    ConfigError,
+    NameTooLong,
+    NotADirectory,
+    NotEmpty,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    StorefsError,
+    Unsupported,
+)
+from storefs.source import Source
+
+OPTIONS: dict[str, str] = {
+    "file_page_size": "entries per listing page (default 1000)",
+}
+
+XATTR = "user.storefs.meta"
+TMP_PREFIX = ".storefs-tmp-"
+MIB = 1024 * 1024
+S_IFLNK_MODE = stat.S_IFLNK
+
+T = TypeVar("T")
+
+#: errno of an OSError -> storefs error class (kept as data, checked by tests)
+ERRNO_TABLE: dict[int, type[StorefsError]] = {
+    errno.ENOENT: NotFound,
+    errno.EEXIST: AlreadyExists,
+    errno.ENOTEMPTY: NotEmpty,
+    errno.ENOTDIR: NotADirectory,
+    errno.EACCES: PermissionDenied,
+    errno.EPERM: PermissionDenied,
+    errno.ENAMETOOLONG: NameTooLong,
+}
+
+
+def translate(exc: OSError, what: str) -> StorefsError:
+    cls = ERRNO_TABLE.get(exc.errno or 0, StorefsError)
+    err = cls(f"{what}: {exc.strerror}")
+    if cls is StorefsError:
+        err.errno = exc.errno or errno.EIO
+    return err
+
+
+def _is_symlink_meta(metadata: Metadata) -> bool:
+    mode = metadata.get("mode", "")
+    return mode.isdigit() and stat.S_ISLNK(int(mode))
+
+
+class FileUpload(Upload):
+    """Parts are written at their offsets into a temporary file; complete renames it."""
+
+    def __init__(self, backend: FileBackend, key: str, metadata: Metadata,
+                 if_match: ETag | None, if_none_match: bool) -> None:
+        self.backend = backend
+        self.key = key
+        self.metadata = dict(metadata)
+        self.if_match = if_match
+        self.if_none_match = if_none_match
+        self.parts: dict[int, tuple[Path, int]] = {}
+        self.tmpdir = backend.path(key).parent / f"{TMP_PREFIX}{secrets.token_hex(8)}.parts"
+        self._made = False
+
+    async def write_part(self, number: int, data: bytes) -> None:
+        def write() -> None:
+            if not self._made:
+                self.tmpdir.mkdir(mode=0o700, exist_ok=True)
+                self._made = True
+            part = self.tmpdir / f"{number:05d}"
+            with open(part, "wb") as f:
+                f.write(data)
+            self.parts[number] = (part, len(data))
+
+        await self.backend.run(write, self.key)
+
+    async def complete(self) -> ObjectMeta:
+        numbers = sorted(self.parts)
+
+        def assemble() -> ObjectMeta:
+            target = self.backend.path(self.key)
+            tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+            with open(tmp, "wb") as out:
+                for n in numbers:
+                    with open(self.parts[n][0], "rb") as f:
+                        while chunk := f.read(4 * MIB):
+                            out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            self._cleanup()
+            return self.backend.commit_tmp(tmp, self.key, self.metadata,
+                                           self.if_match, self.if_none_match)
+
+        return await self.backend.run(assemble, self.key)
+
+    def _cleanup(self) -> None:
+        for part, _ in self.parts.values():
+            part.unlink(missing_ok=True)
+        if self._made:
+            try:
+                self.tmpdir.rmdir()
+            except FileNotFoundError:
+                pass
+        self.parts.clear()
+
+    async def abort(self) -> None:
+        await self.backend.run(self._cleanup, self.key)
+
+
+class FileBackend(Backend):
+    def __init__(self, root: Path, page_size: int = 1000) -> None:
+        self.root = root
+        self.limiter = trio.CapacityLimiter(16)
+        self.requests: dict[str, int] = {}
+        self.capabilities = Capabilities(
+            name="file",
+            real_directories=True,
+            server_side_copy=True,
+            cheap_rename=True,
+            metadata_update=True,
+            multipart_threshold=8 * MIB,
+            min_part_size=1,
+            max_part_size=1 << 40,
+            max_key_length=4096,
+            local=True,
+            list_page_size=page_size,
+            metadata_style="s3fs",
+        )
+
+    def describe(self) -> str:
+        return f"file://{self.root}"
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def path(self, key: str) -> Path:
+        return self.root / key.rstrip("/") if key else self.root
+
+    async def run(self, fn: Callable[[], T], what: str) -> T:
+        try:
+            return await trio.to_thread.run_sync(fn, limiter=self.limiter)
+        except OSError as exc:
+            raise translate(exc, what or "/") from exc
+
+    def _count(self, op: str) -> None:
+        self.requests[op] = self.requests.get(op, 0) + 1
+
+    @staticmethod
+    def _etag(st: os.stat_result) -> ETag:
+        return ETag(f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}")
+
+    def _read_meta(self, p: Path, st: os.stat_result) -> dict[str, str]:
+        if stat.S_ISLNK(st.st_mode):
+            # symlinks carry no user xattrs on Linux; their attributes are their own
+            return {"mode": str(stat.S_IFLNK | 0o777), "uid": str(st.st_uid),
+                    "gid": str(st.st_gid), "mtime": f"{st.st_mtime_ns / 1e9:.9f}"}
+        try:
+            raw = os.getxattr(p, XATTR)
+        except OSError as exc:
+            if exc.errno in (errno.ENODATA, errno.ENOTSUP):
+                return {}
+            raise
+        meta: dict[str, str] = json.loads(raw)
+        return meta
+
+    def _meta_of(self, key: str, p: Path, st: os.stat_result) -> ObjectMeta:
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir and key and not key.endswith("/"):
+            key += "/"
+        return ObjectMeta(
+            key=key,
+            size=0 if is_dir else st.st_size,
+            etag=self._etag(st),
+            mtime=st.st_mtime,
+            is_dir=is_dir,
+            metadata=self._read_meta(p, st),
+        )
+
+    def _write_meta(self, p: Path, metadata: Metadata) -> None:
+        if metadata:
+            os.setxattr(p, XATTR, json.dumps(dict(metadata), sort_keys=True).encode())
+        else:
+            try:
+                os.removexattr(p, XATTR)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+                    raise
+
+    def _check(self, key: str, if_match: ETag | None, if_none_match: bool) -> None:
+        try:
+            st = os.lstat(self.path(key))
+        except FileNotFoundError:
+            if if_match is not None:
+                raise PreconditionFailed(f"{key}: gone since it was read") from None
+            return
+        if if_none_match:
+            raise AlreadyExists(key)
+        if if_match is not None and self._etag(st) != if_match:
+            raise PreconditionFailed(f"{key}: changed since it was read")
+
+    def commit_tmp(self, tmp: Path, key: str, metadata: Metadata,
+                   if_match: ETag | None, if_none_match: bool) -> ObjectMeta:
+        """Give a finished temporary file its metadata and rename it into place."""
+        target = self.path(key)
+        try:
+            self._write_meta(tmp, metadata)
+            if mtime := metadata.get("mtime"):
+                t = float(mtime)
+                os.utime(tmp, (t, t))
+            self._check(key, if_match, if_none_match)
+            if if_none_match:
+                # link fails atomically when the name exists: O_EXCL semantics
+                os.link(tmp, target)
+                tmp.unlink()
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._meta_of(key, target, os.lstat(target))
+
+    # -- the interface ------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        def check() -> None:
+            if not self.root.is_dir():
+                raise NotFound(f"file: {self.root} is not a directory")
+            if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionDenied(f"file: {self.root} is not readable and writable")
+
+        await self.run(check, str(self.root))
+
+    async def head(self, key: str) -> ObjectMeta:
+        self._count("head")
+
+        def head() -> ObjectMeta:
+            p = self.path(key)
+            st = os.lstat(p)
+            if key.endswith("/") and not stat.S_ISDIR(st.st_mode):
+                raise NotFound(key)
+            return self._meta_of(key, p, st)
+
+        return await self.run(head, key)
+
+    async def list_page(
+        self, prefix: str, *, delimiter: str = "/", token: str | None = None, limit: int = 0
+    ) -> ListPage:
+        self._count("list")
+        limit = limit or self.capabilities.list_page_size
+
+        def walk(rel: str) -> list[tuple[str, os.stat_result]]:
+            # every entry below rel, sorted by key as a flat store would list them
+            out: list[tuple[str, os.stat_result]] = []
+            try:
+                with os.scandir(self.path(rel)) as it:
+                    entries = sorted((e for e in it if not e.name.startswith(TMP_PREFIX)),
+                                     key=lambda e: e.name)
+            except (FileNotFoundError, NotADirectoryError):
+                return out
+            for e in entries:
+                st = e.stat(follow_symlinks=False)
+                key = rel + e.name
+                if stat.S_ISDIR(st.st_mode):
+                    out.append((key + "/", st))
+                    if not delimiter:
+                        out += walk(key + "/")
+                else:
+                    out.append((key, st))
+            return out
+
+        def page() -> ListPage:
+            entries = walk(prefix)
+            if delimiter:
+                entries.sort(key=lambda kv: kv[0])
+            start = 0
+            if token is not None:
+                while start < len(entries) and entries[start][0] <= token:
+                    start += 1
+            chunk = entries[start:start + limit]
+            objects = [self._meta_of(k, self.path(k), st) for k, st in chunk]
+            if not delimiter:
+                objects = [o for o in objects if not o.is_dir]
+            more = start + limit < len(entries)
+            return ListPage(objects, [], chunk[-1][0] if more and chunk else None)
+
+        return await self.run(page, prefix)
+
+    async def get_range(
+        self, key: str, start: int, end: int, *, if_match: ETag | None = None
+    ) -> bytes:
+        self._count("get")
+
+        def read() -> bytes:
+            p = self.path(key)
+            st = os.lstat(p)
+            if if_match is not None and self._etag(st) != if_match:
+                raise PreconditionFailed(f"{key}: changed since it was read")
+            if stat.S_ISLNK(st.st_mode):
+                return os.readlink(p).encode()[start:end]
+            if stat.S_ISDIR(st.st_mode):
+                raise NotFound(key)
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                return os.pread(fd, max(0, end - start), start)
+            finally:
+                os.close(fd)
+
+        return await self.run(read, key)
+
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        metadata: Metadata,
+        *,
+        content_type: str | None = None,
+        if_match: ETag | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectMeta:
+        self._count("put")
+        if key.endswith("/"):
+            return await self.make_dir(key, metadata)
+
+        def write() -> ObjectMeta:
+            target = self.path(key)
+            if _is_symlink_meta(metadata):
+                return self._put_symlink(key, target, data, metadata, if_none_match)
+            tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return self.commit_tmp(tmp, key, metadata, if_match, if_none_match)
+
+        return await self.run(write, key)
+
+    def _put_symlink(self, key: str, target: Path, data: bytes, metadata: Metadata,
+                     if_none_match: bool) -> ObjectMeta:
+        tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        os.symlink(os.fsdecode(data), tmp)
+        try:
+            if mtime := metadata.get("mtime"):
+                t = float(mtime)
+                os.utime(tmp, (t, t), follow_symlinks=False)
+            if if_none_match:
+                self._check(key, None, True)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._meta_of(key, target, os.lstat(target))
+
+    async def begin_upload(
+        self,
+        key: str,
+        metadata: Metadata,
+        *,
+        content_type: str | None = None,
+        if_match: ETag | None = None,
+        if_none_match: bool = False,
+    ) -> Upload:
+        self._count("begin_upload")
+        if not await self.run(lambda: self.path(key).parent.is_dir(), key):
+            raise NotFound(f"{key}: parent directory does not exist")
+        return FileUpload(self, key, metadata, if_match, if_none_match)
+
+    async def delete(self, key: str) -> None:
+        self._count("delete")
+
+        def delete() -> None:
+            p = self.path(key)
+            try:
+                if os.path.isdir(p) and not os.path.islink(p):
+                    raise Unsupported(f"{key}: is a directory; use remove_dir")
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+        await self.run(delete, key)
+
+    async def copy(
+        self,
+        src: str,
+        dst: str,
+        *,
+        metadata: Metadata | None = None,
+        if_match: ETag | None = None,
+    ) -> ObjectMeta:
+        self._count("copy")
+
+        def copy() -> ObjectMeta:
+            sp = self.path(src)
+            st = os.lstat(sp)
+            if if_match is not None and self._etag(st) != if_match:
+                raise PreconditionFailed(f"{src}: changed since it was read")
+            meta = self._read_meta(sp, st) if metadata is None else dict(metadata)
+            if stat.S_ISLNK(st.st_mode):
+                return self._put_symlink(dst, self.path(dst), os.fsencode(os.readlink(sp)),
+                                         meta, False)
+            target = self.path(dst)
+            tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+            with open(sp, "rb") as fin, open(tmp, "wb") as fout:
+                # copy_file_range: a reflink or in-kernel copy where the disk allows it
+                remaining = st.st_size
+                while remaining > 0:
+                    n = os.copy_file_range(fin.fileno(), fout.fileno(), remaining)
+                    if n == 0:
+                        break
+                    remaining -= n
+                fout.flush()
+                os.fsync(fout.fileno())
+            if "mtime" not in meta:
+                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            return self.commit_tmp(tmp, dst, meta, None, False)
+
+        return await self.run(copy, src)
+
+    async def rename(self, src: str, dst: str) -> ObjectMeta:
+        self._count("rename")
+
+        def rename() -> ObjectMeta:
+            os.replace(self.path(src), self.path(dst))
+            p = self.path(dst)
+            return self._meta_of(dst, p, os.lstat(p))
+
+        return await self.run(rename, src)
+
+    async def exchange(self, a: str, b: str) -> None:
+        """Atomically swap two names (renameat2 RENAME_EXCHANGE)."""
+        self._count("rename")
+        from storefs.backends._renameat2 import renameat2_exchange
+
+        await self.run(lambda: renameat2_exchange(self.path(a), self.path(b)), a)
+
+    async def make_dir(self, key: str, metadata: Metadata) -> ObjectMeta:
+        self._count("make_dir")
+
+        def mkdir() -> ObjectMeta:
+            p = self.path(key)
+            p.mkdir(mode=0o755)
+            self._write_meta(p, metadata)
+            if mtime := metadata.get("mtime"):
+                t = float(mtime)
+                os.utime(p, (t, t))
+            return self._meta_of(key, p, os.lstat(p))
+
+        return await self.run(mkdir, key)
+
+    async def remove_dir(self, key: str) -> None:
+        self._count("remove_dir")
+
+        def rmdir() -> None:
+            p = self.path(key)
+            try:
+                p.rmdir()
+            except FileNotFoundError:
+                pass
+
+        await self.run(rmdir, key)
+
+    async def set_metadata(
+        self, key: str, metadata: Metadata, *, if_match: ETag | None = None
+    ) -> ObjectMeta:
+        self._count("set_metadata")
+
+        def update() -> ObjectMeta:
+            p = self.path(key)
+            st = os.lstat(p)
+            if if_match is not None and self._etag(st) != if_match:
+                raise PreconditionFailed(f"{key}: changed since it was read")
+            mtime = metadata.get("mtime")
+            if stat.S_ISLNK(st.st_mode):
+                if mtime:
+                    os.utime(p, (float(mtime), float(mtime)), follow_symlinks=False)
+            else:
+                self._write_meta(p, metadata)
+                if mtime:
+                    os.utime(p, (float(mtime), float(mtime)))
+            return self._meta_of(key, p, os.lstat(p))
+
+        return await self.run(update, key)
+
+    def statistics(self) -> dict[str, object]:
+        return {"requests": dict(self.requests)}
+
+
+def open_backend(source: Source, options: Mapping[str, str]) -> FileBackend:
+    page = options.get("file_page_size", "1000")
+    if not page.isdigit() or int(page) < 1:
+        raise ConfigError(f"file_page_size={page!r}: expected a positive integer")
+    return FileBackend(Path("/" + source.path), int(page))
