@@ -43,7 +43,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
-from storefs.errors import TransientError
+from storefs.errors import NameTooLong, TransientError, Unsupported
 
 ETag = NewType("ETag", str)
 
@@ -80,6 +80,23 @@ class Capabilities:
     min_part_size: int = 5 * MiB
     max_part_size: int = 5 * GiB
     max_parts: int = 10_000
+    #: the part size write-back uses while a file is being written (grown when a file
+    #: would need more than ``max_parts`` parts)
+    part_size: int = 8 * MiB
+    #: parts must be written in order 1, 2, 3... and never rewritten (a resumable stream,
+    #: e.g. GCS); otherwise parts may arrive in any order and a part may be re-sent
+    sequential_parts: bool = False
+    #: most bytes of user metadata (keys + values) the store keeps per object, or None
+    max_metadata_size: int | None = None
+    #: ``exchange`` swaps two names atomically (file: renameat2 RENAME_EXCHANGE)
+    atomic_exchange: bool = False
+    #: ``rename`` of a directory key (``"a/"``) moves the whole tree in one call (file://);
+    #: otherwise the filesystem core moves a tree object by object
+    dir_rename: bool = False
+    #: ``Upload.copy_part`` copies a byte range of an existing object into a part on the
+    #: server (S3 UploadPartCopy), so appends and small edits of big objects do not
+    #: re-upload the bytes that did not change
+    part_copy: bool = False
     max_object_size: int | None = None
     #: longest key the store accepts, in UTF-8 bytes
     max_key_length: int = 1024
@@ -117,6 +134,16 @@ class ObjectMeta:
 
 
 @dataclass(frozen=True)
+class StoreUsage:
+    """What ``statfs`` reports, in bytes and entries."""
+
+    total: int
+    free: int
+    files: int = 0
+    files_free: int = 0
+
+
+@dataclass(frozen=True)
 class ListPage:
     """One page of a delimited listing under a prefix."""
 
@@ -129,14 +156,27 @@ class ListPage:
 
 
 class Upload(abc.ABC):
-    """A multipart upload in progress.  Parts are numbered from 1; every part but the last
-    must be at least ``capabilities.min_part_size``; parts may be written concurrently and
-    in any order; ``complete`` assembles them in number order."""
+    """A multipart upload in progress.
+
+    Parts are numbered from 1.  Every part but the last is exactly the ``part_size`` given
+    to ``begin_upload`` (at least ``capabilities.min_part_size``), so part ``n`` holds the
+    bytes ``[(n-1)*part_size, n*part_size)`` of the object.  Unless
+    ``capabilities.sequential_parts``, parts may be written concurrently and in any order
+    and a part may be written again (the last write wins); ``complete`` assembles parts
+    ``1..N`` in number order and fails if one is missing.
+    """
 
     key: str
 
     @abc.abstractmethod
     async def write_part(self, number: int, data: bytes) -> None: ...
+
+    async def copy_part(
+        self, number: int, src: str, start: int, end: int, *, if_match: ETag | None = None
+    ) -> None:
+        """Make part ``number`` the bytes ``[start, end)`` of the existing object ``src``,
+        copied on the server (``capabilities.part_copy``); ``if_match`` guards the source."""
+        raise Unsupported("server-side part copy")
 
     @abc.abstractmethod
     async def complete(self) -> ObjectMeta:
@@ -232,11 +272,13 @@ class Backend(abc.ABC):
         key: str,
         metadata: Metadata,
         *,
+        part_size: int,
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
     ) -> Upload:
-        """Start a multipart upload; conditions are checked no later than ``complete``."""
+        """Start a multipart upload whose parts (but the last) are ``part_size`` bytes;
+        conditions are checked no later than ``complete``."""
 
     @abc.abstractmethod
     async def delete(self, key: str) -> None:
@@ -275,6 +317,20 @@ class Backend(abc.ABC):
         """Remove an empty directory (``key`` ends in ``/``); flat stores delete the marker.
         Raises ``NotEmpty`` on real-dir stores when it is not empty."""
         await self.delete(key)
+
+    async def exchange(self, a: str, b: str) -> None:
+        """Swap the objects at ``a`` and ``b`` atomically (``capabilities.atomic_exchange``)."""
+        raise Unsupported(f"{self.capabilities.name}: atomic exchange of two names")
+
+    def check_name(self, key: str) -> None:
+        """Raise ``NameTooLong`` or ``InvalidName`` when the store would refuse ``key``
+        (checked before anything is created, so the user gets a clear errno at once)."""
+        if len(key.encode("utf-8", "surrogateescape")) > self.capabilities.max_key_length:
+            raise NameTooLong(f"{key}: longer than {self.capabilities.max_key_length} bytes")
+
+    async def statfs(self) -> StoreUsage | None:
+        """Space used and available, where the store can tell (file://); None otherwise."""
+        return None
 
     @abc.abstractmethod
     async def set_metadata(

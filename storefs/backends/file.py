@@ -17,11 +17,13 @@ slow disk never blocks the trio loop.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -88,59 +90,73 @@ def _is_symlink_meta(metadata: Metadata) -> bool:
 
 
 class FileUpload(Upload):
-    """Parts are written at their offsets into a temporary file; complete renames it."""
+    """Parts are written at their offsets into one temporary file next to the target;
+    ``complete`` fsyncs it and renames it into place (no second copy of the bytes)."""
 
-    def __init__(self, backend: FileBackend, key: str, metadata: Metadata,
+    def __init__(self, backend: FileBackend, key: str, metadata: Metadata, part_size: int,
                  if_match: ETag | None, if_none_match: bool) -> None:
         self.backend = backend
         self.key = key
         self.metadata = dict(metadata)
+        self.part_size = part_size
         self.if_match = if_match
         self.if_none_match = if_none_match
-        self.parts: dict[int, tuple[Path, int]] = {}
-        self.tmpdir = backend.path(key).parent / f"{TMP_PREFIX}{secrets.token_hex(8)}.parts"
-        self._made = False
+        self.sizes: dict[int, int] = {}
+        target = backend.path(key)
+        self.tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+        self._fd: int | None = None
+        # parts are written from several worker threads at once
+        self._lock = threading.Lock()
+
+    def _open(self) -> int:
+        with self._lock:
+            if self._fd is None:
+                self._fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            return self._fd
 
     async def write_part(self, number: int, data: bytes) -> None:
+        if number < 1:
+            raise ConfigError(f"part number {number} out of range")
+
         def write() -> None:
-            if not self._made:
-                self.tmpdir.mkdir(mode=0o700, exist_ok=True)
-                self._made = True
-            part = self.tmpdir / f"{number:05d}"
-            with open(part, "wb") as f:
-                f.write(data)
-            self.parts[number] = (part, len(data))
+            fd = self._open()
+            view = memoryview(data)
+            offset = (number - 1) * self.part_size
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
+            self.sizes[number] = len(data)
 
         await self.backend.run(write, self.key)
 
     async def complete(self) -> ObjectMeta:
-        numbers = sorted(self.parts)
+        numbers = sorted(self.sizes)
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ConfigError(f"{self.key}: upload is missing parts (have {numbers})")
+        for n in numbers[:-1]:
+            if self.sizes[n] != self.part_size:
+                raise ConfigError(f"{self.key}: part {n} is not {self.part_size} bytes")
+        total = sum(self.sizes.values())
 
         def assemble() -> ObjectMeta:
-            target = self.backend.path(self.key)
-            tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-            with open(tmp, "wb") as out:
-                for n in numbers:
-                    with open(self.parts[n][0], "rb") as f:
-                        while chunk := f.read(4 * MIB):
-                            out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            self._cleanup()
-            return self.backend.commit_tmp(tmp, self.key, self.metadata,
+            fd = self._open()
+            try:
+                os.ftruncate(fd, total)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                self._fd = None
+            return self.backend.commit_tmp(self.tmp, self.key, self.metadata,
                                            self.if_match, self.if_none_match)
 
         return await self.backend.run(assemble, self.key)
 
     def _cleanup(self) -> None:
-        for part, _ in self.parts.values():
-            part.unlink(missing_ok=True)
-        if self._made:
-            try:
-                self.tmpdir.rmdir()
-            except FileNotFoundError:
-                pass
-        self.parts.clear()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.tmp.unlink(missing_ok=True)
+        self.sizes.clear()
 
     async def abort(self) -> None:
         await self.backend.run(self._cleanup, self.key)
@@ -156,6 +172,8 @@ class FileBackend(Backend):
             real_directories=True,
             server_side_copy=True,
             cheap_rename=True,
+            dir_rename=True,
+            atomic_exchange=True,
             metadata_update=True,
             multipart_threshold=8 * MIB,
             min_part_size=1,
@@ -397,6 +415,7 @@ class FileBackend(Backend):
         key: str,
         metadata: Metadata,
         *,
+        part_size: int,
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
@@ -404,7 +423,7 @@ class FileBackend(Backend):
         self._count("begin_upload")
         if not await self.run(lambda: self.path(key).parent.is_dir(), key):
             raise NotFound(f"{key}: parent directory does not exist")
-        return FileUpload(self, key, metadata, if_match, if_none_match)
+        return FileUpload(self, key, metadata, part_size, if_match, if_none_match)
 
     async def delete(self, key: str) -> None:
         self._count("delete")
@@ -493,10 +512,8 @@ class FileBackend(Backend):
 
         def rmdir() -> None:
             p = self.path(key)
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 p.rmdir()
-            except FileNotFoundError:
-                pass
 
         await self.run(rmdir, key)
 

@@ -89,9 +89,10 @@ def _new_etag(data: bytes) -> ETag:
 
 
 class MemUpload(Upload):
-    def __init__(self, backend: MemBackend, key: str, metadata: Metadata,
+    def __init__(self, backend: MemBackend, key: str, metadata: Metadata, part_size: int,
                  content_type: str | None, if_match: ETag | None, if_none_match: bool) -> None:
         self.backend = backend
+        self.part_size = part_size
         self.key = key
         self.metadata = dict(metadata)
         self.content_type = content_type
@@ -107,10 +108,11 @@ class MemUpload(Upload):
 
     async def complete(self) -> ObjectMeta:
         numbers = sorted(self.parts)
-        minimum = self.backend.capabilities.min_part_size
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ConfigError(f"{self.key}: upload is missing parts (have {numbers})")
         for n in numbers[:-1]:
-            if len(self.parts[n]) < minimum:
-                raise ConfigError(f"part {n} is smaller than {minimum} bytes")
+            if len(self.parts[n]) != self.part_size:
+                raise ConfigError(f"{self.key}: part {n} is not {self.part_size} bytes")
         data = b"".join(self.parts[n] for n in numbers)
         self.done = True
         return await self.backend.put(
@@ -222,12 +224,15 @@ class MemBackend(Backend):
         key: str,
         metadata: Metadata,
         *,
+        part_size: int,
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
     ) -> Upload:
         self._count("begin_upload")
-        return MemUpload(self, key, metadata, content_type, if_match, if_none_match)
+        if part_size < self.capabilities.min_part_size:
+            raise ConfigError(f"part size {part_size} is below {self.capabilities.min_part_size}")
+        return MemUpload(self, key, metadata, part_size, content_type, if_match, if_none_match)
 
     async def delete(self, key: str) -> None:
         self._count("delete")
