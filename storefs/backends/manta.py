@@ -212,7 +212,10 @@ class MantaBackend(Backend):
     """The Manta backend; see the module docstring for what maps to what."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
-                 key: SigningKey | None = None) -> None:
+                 key: SigningKey | None = None, page_size: int = PAGE) -> None:
+        """``clock`` is what the Date header is made from (tests skew it); ``key`` an
+        already-loaded key; ``page_size`` the default listing page (tests make it small
+        so paging is exercised)."""
         self.settings = settings
         self.clock = clock
         self.key = key
@@ -249,7 +252,7 @@ class MantaBackend(Backend):
             max_key_length=1024,
             ordered_listing=False,
             read_only=settings.anonymous,
-            list_page_size=PAGE,
+            list_page_size=min(PAGE, max(1, page_size)),
             metadata_style="s3fs",
         )
 
@@ -583,14 +586,17 @@ class MantaBackend(Backend):
                 raise IsADirectory(f"manta: {path} is a directory")
             data = bytearray()
             skip = start if resp.status_code == 200 else 0
+            received = 0
+            # read to the end even past ``want`` (only when the object grew since its size
+            # was seen): a stream left half-read leaks httpcore's generators
             async for chunk in resp.aiter_raw():
+                received += len(chunk)
                 if skip:
                     cut = min(skip, len(chunk))
                     chunk, skip = chunk[cut:], skip - cut
-                data += chunk
-                if len(data) >= want:
-                    break
-        self.bytes_in += len(data)
+                if len(data) < want:
+                    data += chunk[:want - len(data)]
+        self.bytes_in += received
         self._check_read(resp, path, start, end, data)
         return bytes(data[:want])
 
