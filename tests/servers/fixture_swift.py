@@ -59,16 +59,13 @@ from typing import Any
 import pytest
 
 from tests.servers._shared import free_port, kill_group, shared_server, wait_until
+from tests.servers._spawn import spawn
 
 SWIFT_PYTHON = "/usr/bin/python3"
 LAUNCHER = Path(__file__).with_name("_swift_aio.py")
 USER, KEY = "test:tester", "testing"
 USERS = {"test:tester": "testing", "test2:tester2": "testing2"}
 REAL_MAX_FILE_SIZE = 5 * 1024**3 + 2
-
-# the launchers this process started: kept referenced so that Popen.__del__ never warns
-# "subprocess is still running" (pytest turns that ResourceWarning into an error)
-_RUNNING: list[subprocess.Popen[bytes]] = []
 
 # urllib without the machine's proxy settings: the server is on loopback
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -109,16 +106,10 @@ def _start_once(workdir: Path, max_file_size: int) -> dict[str, Any]:
     pids_file = workdir / "run" / "pids.json"
     pids_file.unlink(missing_ok=True)
     log = workdir / "launcher.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [SWIFT_PYTHON, str(LAUNCHER), json.dumps(spec)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            # the launcher leads its own process group: killing it takes every server
-            start_new_session=True,
-            # no dnspython import: halves each server's start-up time
-            env={**os.environ, "EVENTLET_NO_GREENDNS": "yes"},
-        )
-    _RUNNING.append(proc)
+    # the launcher leads its own process group: killing it takes every server; no dnspython
+    # import (EVENTLET_NO_GREENDNS) halves each server's start-up time
+    proc = spawn([SWIFT_PYTHON, str(LAUNCHER), json.dumps(spec)], log,
+                 {**os.environ, "EVENTLET_NO_GREENDNS": "yes"})
     proxy = f"http://127.0.0.1:{ports['proxy']}"
     try:
         wait_until(lambda: _ready(proxy, ports), 60, "swift all-in-one", proc, log)
