@@ -71,6 +71,7 @@ from google.cloud import storage
 
 from storefs import config
 from storefs.backends._netreason import network_reason
+from storefs.backends._options import flag, positive
 from storefs.backends.base import (
     Backend,
     Capabilities,
@@ -260,24 +261,6 @@ def _generation_of(etag: ETag | None, key: str) -> int | None:
     return int(etag)
 
 
-def _flag(name: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("", "1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"gcs: {name}={value!r}: expected true or false")
-
-
-def _positive(name: str, value: str, *, integer: bool = False) -> float:
-    try:
-        v = int(value) if integer else float(value)
-    except ValueError:
-        v = 0
-    if v <= 0:
-        kind = "integer" if integer else "number"
-        raise ConfigError(f"gcs: {name}={value!r}: expected a positive {kind}")
-    return v
 
 
 def _with_scheme(url: str, default: str) -> str:
@@ -943,7 +926,7 @@ def open_backend(source: Source, options: Mapping[str, str]) -> GcsBackend:
         settings["credentials"] = os.environ["GOOGLE_APPLICATION_CREDENTIALS"]
     settings.update(options)
     endpoint = settings.get("endpoint")
-    anonymous = _flag("anonymous", settings["anonymous"]) if "anonymous" in settings else False
+    anonymous = "anonymous" in settings and flag("gcs", "anonymous", settings["anonymous"])
     credentials = settings.get("credentials") or None
     if emulator and not credentials and "endpoint" not in options:
         anonymous = True  # the SDK's rule: an emulator needs no credentials
@@ -956,6 +939,7 @@ def open_backend(source: Source, options: Mapping[str, str]) -> GcsBackend:
         credentials_file=None if anonymous else credentials,
         anonymous=anonymous,
         project=settings.get("project") or None,
-        connections=int(_positive("connections", settings.get("connections", "16"), integer=True)),
-        timeout=_positive("timeout", settings.get("timeout", "60")),
+        connections=int(positive("gcs", "connections", settings.get("connections", "16"),
+                                 integer=True)),
+        timeout=positive("gcs", "timeout", settings.get("timeout", "60")),
     )

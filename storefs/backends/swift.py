@@ -82,6 +82,7 @@ from swiftclient import client as sc
 
 from storefs import config
 from storefs.backends._netreason import network_reason
+from storefs.backends._options import flag, positive
 from storefs.backends.base import (
     Backend,
     Capabilities,
@@ -1236,34 +1237,16 @@ def settings_for(options: Mapping[str, str]) -> dict[str, str]:
     return settings
 
 
-def _flag(name: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("", "1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"swift: {name}={value!r}: expected true or false")
-
-
-def _positive(name: str, value: str, *, integer: bool = False) -> float:
-    try:
-        v = int(value) if integer else float(value)
-    except ValueError:
-        v = 0
-    if v <= 0:
-        raise ConfigError(f"swift: {name}={value!r}: expected a positive "
-                          f"{'integer' if integer else 'number'}")
-    return v
 
 
 def connection_kwargs(settings: Mapping[str, str]) -> dict[str, Any]:
     """swiftclient ``Connection`` arguments for the settings; ``AuthError`` when there are
     no credentials at all."""
-    timeout = _positive("timeout", settings.get("timeout", "60"))
+    timeout = positive("swift", "timeout", settings.get("timeout", "60"))
     common: dict[str, Any] = {
         "retries": 0,
         "timeout": timeout,
-        "insecure": _flag("insecure", settings["insecure"]) if "insecure" in settings else False,
+        "insecure": "insecure" in settings and flag("swift", "insecure", settings["insecure"]),
         "cacert": settings.get("cacert") or None,
     }
     os_options: dict[str, str] = {}
@@ -1336,6 +1319,6 @@ def open_backend(source: Source, options: Mapping[str, str]) -> SwiftBackend:
         kwargs,
         auth_url=settings.get("auth_url") or settings.get("storage_url"),
         segment_container=settings.get("segment_container") or None,
-        connections=int(_positive("connections", settings.get("connections", "8"),
+        connections=int(positive("swift", "connections", settings.get("connections", "8"),
                                   integer=True)),
     )
