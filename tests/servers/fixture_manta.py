@@ -18,6 +18,7 @@ and ``manta_tls_server`` (v1 over HTTPS with a self-signed certificate) run
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import json
 import os
@@ -198,13 +199,17 @@ class MantaServer:
         out: dict[str, Any] = resp.json()
         return out
 
-    def fresh_dir(self, tag: str = "t") -> str:
-        """Create ``/jill/stor/<tag>-<uuid>`` and return its Manta path."""
+    @functools.cached_property
+    def auth(self) -> httpx.Auth:
+        """The account's signer (rsa key), for direct requests from tests."""
         from storefs.backends.manta_auth import MantaAuth, Principal, load_key_file
 
+        return MantaAuth(load_key_file(Path(self.keys["rsa"]["private"])), Principal(self.login))
+
+    def fresh_dir(self, tag: str = "t") -> str:
+        """Create ``/jill/stor/<tag>-<uuid>`` and return its Manta path."""
         path = f"/{self.login}/stor/{tag}-{uuid.uuid4().hex[:12]}"
-        auth = MantaAuth(load_key_file(Path(self.keys["rsa"]["private"])), Principal(self.login))
-        resp = httpx.put(self.url + path, auth=auth, verify=False,
+        resp = httpx.put(self.url + path, auth=self.auth, verify=False,
                          headers={"Content-Type": "application/json; type=directory"})
         assert resp.status_code == 204, resp.text
         return path

@@ -108,6 +108,9 @@ class Handler(BaseHTTPRequestHandler):
     server: MantaHTTPServer
     # large socket reads for fast uploads
     rbufsize = 1 << 20
+    # headers and body go out in separate writes: without TCP_NODELAY each small reply
+    # waits for the client's delayed ACK (40 ms)
+    disable_nagle_algorithm = True
 
     # -- plumbing -----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import email.utils
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,18 @@ from tests.servers.fixture_manta import MantaServer
 _HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha512": hashes.SHA512}
 
 
+@functools.cache
+def _load(key_file: str) -> Any:
+    # loading checks the whole RSA key (tens of ms): once per file
+    data = Path(key_file).read_bytes()
+    if b"OPENSSH" in data:
+        return serialization.load_ssh_private_key(data, None)
+    return serialization.load_pem_private_key(data, None)
+
+
 def signature(key_file: str, algorithm: str, data: bytes) -> str:
     """Base64 signature of ``data`` with the private key in ``key_file``."""
-    key: Any = serialization.load_pem_private_key(Path(key_file).read_bytes(), None) \
-        if b"OPENSSH" not in Path(key_file).read_bytes() \
-        else serialization.load_ssh_private_key(Path(key_file).read_bytes(), None)
+    key = _load(key_file)
     digest = _HASHES.get(algorithm.split("-")[1], hashes.SHA256)()
     if isinstance(key, rsa.RSAPrivateKey):
         raw = key.sign(data, padding.PKCS1v15(), digest)
