@@ -7,54 +7,16 @@ the backend is rooted at a prefix inside it, so prefix handling is exercised thr
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
 from storefs.backends.base import Backend
-from storefs.backends.swift import SwiftBackend, connection_kwargs
-from tests.backends.conftest import Factory, FactoryContext
+from tests.swift._util import drop_container, new_container, swift_backend
 
-
-def sdk_connection(server: dict[str, Any]) -> Any:
-    """A plain python-swiftclient connection: what ``swift upload`` and other tools use."""
-    from swiftclient import client as sc
-
-    return sc.Connection(authurl=server["auth_url"], user=server["user"], key=server["key"],
-                         auth_version="1", retries=0)
-
-
-def new_container(server: dict[str, Any]) -> str:
-    name = f"storefs-{uuid.uuid4().hex[:16]}"
-    sdk_connection(server).put_container(name)
-    return name
-
-
-def drop_container(server: dict[str, Any], name: str) -> None:
-    """Delete a container, its segments container, and everything in them."""
-    from swiftclient import client as sc
-
-    conn = sdk_connection(server)
-    for container in (name, f"{name}_segments"):
-        try:
-            _, objects = conn.get_container(container, full_listing=True)
-        except sc.ClientException as exc:
-            if exc.http_status == 404:
-                continue
-            raise
-        for o in objects:
-            with contextlib.suppress(sc.ClientException):
-                conn.delete_object(container, o["name"])
-        conn.delete_container(container)
-
-
-def swift_backend(server: dict[str, Any], container: str, prefix: str = "",
-                  **settings: str) -> SwiftBackend:
-    kwargs = connection_kwargs({"auth_url": server["auth_url"], "username": server["user"],
-                                "password": server["key"], **settings})
-    return SwiftBackend(container, prefix, kwargs, auth_url=server["auth_url"])
+if TYPE_CHECKING:  # conftest imports this module: no import cycle at run time
+    from tests.backends.conftest import Factory, FactoryContext
 
 
 @contextlib.asynccontextmanager
