@@ -64,6 +64,7 @@ import hashlib
 import json
 import logging
 import os
+import ssl
 import tempfile
 import time
 import urllib.parse
@@ -316,16 +317,19 @@ class MantaBackend(Backend):
 
     def _unreachable(self, exc: httpx.ConnectError) -> ConnectError:
         s = self.settings
-        text = str(exc)
-        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
-            reason = text.split("certificate verify failed:")[-1].strip(" ()") \
-                if "certificate verify failed" in text else "not trusted"
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, ssl.SSLError):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or "not trusted"
             return ConnectError(f"manta: the TLS certificate of {s.url} is not trusted "
                                 f"({reason}); fix the CA bundle, or set MANTA_TLS_INSECURE=1 "
                                 "for a test server")
-        if "SSL" in text or "TLS" in text:
-            return ConnectError(f"manta: TLS handshake with {s.url} failed: {text}")
-        return ConnectError(f"manta: cannot reach {s.url}: {text or type(exc).__name__}")
+        if cause is not None:
+            return ConnectError(f"manta: TLS handshake with {s.url} failed: "
+                                f"{getattr(cause, 'reason', None) or cause}")
+        text = str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+        return ConnectError(f"manta: cannot reach {s.url}: {text}")
 
     def _connect_error(self, resp: httpx.Response) -> StorefsError:
         s = self.settings

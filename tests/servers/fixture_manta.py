@@ -17,6 +17,7 @@ and ``manta_tls_server`` (v1 over HTTPS with a self-signed certificate) run
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import ipaddress
@@ -170,7 +171,7 @@ def _launcher(keys: dict[str, Any], *extra: str, tls: bool = False) -> Any:
             return httpx.get(f"{url}/_admin/ping", verify=False, timeout=2).status_code == 200
 
         wait_until(ready, 30, "manta test server", proc, log)
-        return {"pid": proc.pid, "url": url, "port": port, "log": str(log),
+        return {"pid": proc.pid, "url": url, "port": port, "log": str(log), "root": str(data),
                 "version": 2 if "--v2" in extra else 1}
 
     return launch
@@ -184,6 +185,8 @@ class MantaServer:
     version: int
     keys: dict[str, dict[str, str]]
     agent_sock: str
+    #: where the server keeps its namespace and bytes
+    root: str
     login: str = LOGIN
     subuser: str = SUBUSER
 
@@ -191,6 +194,15 @@ class MantaServer:
         """``-o`` options for a key file login (the agent is not involved)."""
         return {"url": self.url, "user": self.login, "key_file": self.keys[key]["private"],
                 **extra}
+
+    def blob_file(self, path: str) -> Path:
+        """The file holding the bytes of the object at Manta ``path`` (to damage them)."""
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(Path(self.root) / "namespace.sqlite")) as db:
+            row = db.execute("SELECT blob FROM entries WHERE path = ?", (path,)).fetchone()
+        assert row is not None, path
+        return Path(self.root) / "blobs" / row[0]
 
     def stats(self, prefix: str) -> dict[str, Any]:
         """Request counts of every request under the Manta path ``prefix``."""
@@ -223,7 +235,8 @@ def manta_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def _server(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Any], name: str,
             *extra: str, tls: bool = False) -> MantaServer:
     info = shared_server(tmp_path_factory, name, _launcher(keys, *extra, tls=tls))
-    return MantaServer(info["url"], info["version"], keys["keys"], keys["agent_sock"])
+    return MantaServer(info["url"], info["version"], keys["keys"], keys["agent_sock"],
+                       info["root"])
 
 
 @pytest.fixture(scope="session")
