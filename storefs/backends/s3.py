@@ -227,6 +227,8 @@ class S3Backend(Backend):
             {"RequestPayer": "requester"} if settings.requester_pays else {}
         )
         self._counts: dict[str, int] = {}
+        #: the server refuses CopySourceIfMatch on multipart sources (see guarded_copy)
+        self._copy_if_match_broken = False
         prefix_bytes = len(self.prefix.encode())
         self.capabilities = Capabilities(
             name="s3",
@@ -426,6 +428,12 @@ class S3Backend(Backend):
         except AuthError as exc:
             raise AuthError(f"s3://{self.bucket} at {endpoint}: "
                             f"{str(exc).split(': ', 1)[-1]}") from exc
+        except PreconditionFailed as exc:
+            # no condition was sent: a server that answers 412 here did not understand the
+            # request (Swift's S3 layer does so for unsigned requests)
+            hint = "; it may not allow anonymous access" if self.settings.anonymous else ""
+            raise StorefsError(f"s3://{self.bucket} at {endpoint}: the server refused to list "
+                               f"the bucket (HTTP 412){hint}") from exc
         except StorefsError as exc:
             raise connect_error(exc, endpoint) from exc
         log.info("connected to %s", self.describe())
@@ -563,16 +571,43 @@ class S3Backend(Backend):
     async def upload_part_copy(self, key: str, upload_id: str, number: int, src: str,
                                start: int, end: int, if_match: ETag | None) -> str:
         """One UploadPartCopy of ``src[start:end)``; returns the part's ETag."""
-        params: dict[str, Any] = {}
-        if if_match is not None:
-            params["CopySourceIfMatch"] = str(if_match)
-        r = await self.call(
-            "upload_part_copy", key, Bucket=self.bucket, Key=self.full(key),
+        r = await self.guarded_copy(
+            "upload_part_copy", key, src, if_match, Bucket=self.bucket, Key=self.full(key),
             UploadId=upload_id, PartNumber=number,
             CopySource={"Bucket": self.bucket, "Key": self.full(src)},
-            CopySourceRange=f"bytes={start}-{end - 1}", **params, **self.payer,
+            CopySourceRange=f"bytes={start}-{end - 1}", **self.payer,
         )
         return str(r["CopyPartResult"]["ETag"])
+
+    async def guarded_copy(self, op: str, key: str, src: str, if_match: ETag | None,
+                           **kwargs: Any) -> Any:
+        """``op`` (CopyObject or UploadPartCopy) with ``CopySourceIfMatch``.
+
+        Swift's S3 layer (2.30) refuses CopySourceIfMatch on every multipart-uploaded
+        source, changed or not.  A 412 is therefore checked with a HEAD: if the source still
+        has the expected ETag, the copy is made without the header and the ETag checked
+        again afterwards (an unchanged ETag before and after means the bytes copied are the
+        ones expected).  After one such refusal, copies of multipart sources go straight to
+        the checked path."""
+        if if_match is None:
+            return await self.call(op, key, **kwargs)
+        multipart = "-" in if_match
+        if not (multipart and self._copy_if_match_broken):
+            try:
+                return await self.call(op, key, CopySourceIfMatch=str(if_match), **kwargs)
+            except PreconditionFailed:
+                if (await self.head(src)).etag != _etag(if_match):
+                    raise
+                if multipart:
+                    self._copy_if_match_broken = True
+                log.info("%s: the server refused CopySourceIfMatch on an unchanged source; "
+                         "checking the source's ETag by HEAD instead", self.where(src))
+        elif (await self.head(src)).etag != _etag(if_match):
+            raise PreconditionFailed(f"{self.where(src)}: changed since it was read")
+        result = await self.call(op, key, **kwargs)
+        if (await self.head(src)).etag != _etag(if_match):
+            raise PreconditionFailed(f"{self.where(src)}: changed while it was copied")
+        return result
 
     async def delete(self, key: str) -> None:
         # S3 answers 204 for a key that is not there: idempotent by nature
@@ -620,10 +655,8 @@ class S3Backend(Backend):
             # COPY keeps the source's metadata and content type as they are on the server
             params.pop("Metadata")
             params.pop("ContentType", None)
-        if if_match is not None:
-            params["CopySourceIfMatch"] = str(if_match)
-        out = await self.call(
-            "copy_object", src, Bucket=self.bucket, Key=self.full(dst),
+        out = await self.guarded_copy(
+            "copy_object", src, src, if_match, Bucket=self.bucket, Key=self.full(dst),
             CopySource={"Bucket": self.bucket, "Key": self.full(src)}, **params,
         )
         result = out.get("CopyObjectResult", {})
