@@ -368,6 +368,8 @@ class MantaBackend(Backend):
         if self.client is not None:
             await self.client.aclose()
             self.client = None
+        if self.key is not None:
+            self.key.close()
 
     # -- requests -----------------------------------------------------------------------
 

@@ -120,6 +120,9 @@ class SigningKey:
         """``(http-signature algorithm, signature bytes)`` over ``data``."""
         raise NotImplementedError
 
+    def close(self) -> None:
+        """Release what the key holds open (the agent's socket)."""
+
 
 def _public_blob(public: Any) -> bytes:
     line = public.public_bytes(serialization.Encoding.OpenSSH,
@@ -180,8 +183,9 @@ class AgentKey(SigningKey):
 
     blocking = True
 
-    def __init__(self, agent_key: Any) -> None:
+    def __init__(self, agent_key: Any, agent: AgentSession | None = None) -> None:
         self._key = agent_key
+        self._agent = agent
         self.blob = bytes(agent_key.asbytes())
         self.name = agent_key.get_name()
         self.source = "ssh-agent"
@@ -209,18 +213,39 @@ class AgentKey(SigningKey):
             return _SSH_EC_NAMES[kind], encode_dss_signature(r, s)
         raise AuthError(f"manta: ssh-agent signed with unexpected algorithm {kind}")
 
+    def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
 
-def agent_keys() -> list[Any]:
-    """The keys ssh-agent (``$SSH_AUTH_SOCK``) holds; empty without a reachable agent."""
-    if not os.environ.get("SSH_AUTH_SOCK"):
-        return []
-    import paramiko
 
-    try:
-        return list(paramiko.Agent().get_keys())
-    except (paramiko.SSHException, OSError) as exc:
-        log.debug("ssh-agent not usable: %s", exc)
-        return []
+class AgentSession:
+    """A connection to ssh-agent (``$SSH_AUTH_SOCK``) and the keys it holds; no keys when
+    there is no reachable agent.  Closed by whoever does not keep one of its keys."""
+
+    def __init__(self) -> None:
+        self.keys: list[Any] = []
+        self._agent: Any = None
+        if not os.environ.get("SSH_AUTH_SOCK"):
+            return
+        import paramiko
+
+        try:
+            self._agent = paramiko.Agent()
+            self.keys = list(self._agent.get_keys())
+        except (paramiko.SSHException, OSError) as exc:
+            log.debug("ssh-agent not usable: %s", exc)
+            self.close()
+
+    def close(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    def find(self, match: Callable[[bytes], bool]) -> AgentKey | None:
+        for k in self.keys:
+            if match(bytes(k.asbytes())):
+                return AgentKey(k, self)
+        return None
 
 
 class EncryptedKeyError(Exception):
@@ -284,14 +309,7 @@ def load_key_file(path: Path) -> FileKey:
     return FileKey(key, path)
 
 
-def _agent_match(keys: list[Any], match: Callable[[bytes], bool]) -> AgentKey | None:
-    for k in keys:
-        if match(bytes(k.asbytes())):
-            return AgentKey(k)
-    return None
-
-
-def _use_file(path: Path, agent: list[Any] | None = None) -> SigningKey:
+def _use_file(path: Path, agent: AgentSession) -> SigningKey:
     """The key in ``path``; through ssh-agent when the file needs a passphrase."""
     try:
         return load_key_file(path)
@@ -300,9 +318,8 @@ def _use_file(path: Path, agent: list[Any] | None = None) -> SigningKey:
             raise ConfigError(f"manta: key file {path} is protected by a passphrase and has "
                               f"no {path.name}.pub beside it; add it to ssh-agent "
                               f"(ssh-add {path})") from None
-        keys = agent_keys() if agent is None else agent
         public = exc.blob
-        found = _agent_match(keys, lambda b: b == public)
+        found = agent.find(lambda b: b == public)
         if found is None:
             raise AuthError(f"manta: key file {path} is protected by a passphrase and "
                             f"ssh-agent does not hold it; run: ssh-add {path}") from None
@@ -312,16 +329,28 @@ def _use_file(path: Path, agent: list[Any] | None = None) -> SigningKey:
 def find_key(key_id: str | None, key_file: str | None, ssh_dir: Path) -> SigningKey:
     """The signing key the settings name (see the module docstring for the order)."""
     wanted = normalise_key_id(key_id) if key_id else None
+    agent = AgentSession()
+    key: SigningKey | None = None
+    try:
+        key = _find(wanted, key_id, key_file, ssh_dir, agent)
+        return key
+    finally:
+        if not isinstance(key, AgentKey):
+            agent.close()
+
+
+def _find(wanted: str | None, key_id: str | None, key_file: str | None, ssh_dir: Path,
+          agent: AgentSession) -> SigningKey:
     if key_file:
         path = Path(key_file).expanduser()
-        key = _use_file(path)
+        key = _use_file(path, agent)
         if wanted and not fingerprint_matches(key.blob, wanted):
+            key.close()
             raise ConfigError(f"manta: key file {path} has fingerprint {key.md5}, not the "
                               f"key id {key_id}")
         return key
-    agent = agent_keys()
     if wanted:
-        found = _agent_match(agent, lambda b: fingerprint_matches(b, wanted))
+        found = agent.find(lambda b: fingerprint_matches(b, wanted))
         if found is not None:
             return found
         for pub in _pub_files(ssh_dir):
@@ -330,10 +359,10 @@ def find_key(key_id: str | None, key_file: str | None, ssh_dir: Path) -> Signing
                 return _use_file(pub.with_suffix(""), agent)
         raise ConfigError(f"manta: key {key_id} is neither in ssh-agent nor in {ssh_dir} "
                           "(looked for a matching .pub file)")
-    for k in agent:
-        name = k.get_name()
-        if name == "ssh-rsa" or name in _SSH_EC_NAMES:
-            return AgentKey(k)
+    usable = agent.find(lambda b: _Reader(b).string().decode(errors="replace") in
+                        ("ssh-rsa", *_SSH_EC_NAMES))
+    if usable is not None:
+        return usable
     for name in ("id_rsa", "id_ecdsa"):
         if (ssh_dir / name).exists():
             return _use_file(ssh_dir / name, agent)
