@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from storefs import config as storefs_config
+from storefs.backends import _options
 from storefs.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -136,12 +137,7 @@ def canonical(name: str) -> str:
 
 
 def parse_bool(name: str, value: str) -> bool:
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise ConfigError(f"{name}={value!r}: expected true or false")
+    return _options.flag("s3", name, value)
 
 
 def parse_size(name: str, value: str) -> int:
