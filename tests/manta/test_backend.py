@@ -247,10 +247,10 @@ async def test_directory_guards(make_backend: MakeBackend, manta_server: MantaSe
 
 async def test_listing_pages_of_1024_with_the_inclusive_marker(
         make_backend: MakeBackend, manta_server: MantaServer, stor: str) -> None:
-    n = 1100
+    n = 1030
     async with make_backend(stor, manta_server.options()) as b:
         async with trio.open_nursery() as nursery:
-            limiter = trio.CapacityLimiter(16)
+            limiter = trio.CapacityLimiter(4)
 
             async def one(i: int) -> None:
                 async with limiter:
