@@ -425,9 +425,6 @@ class S3Backend(Backend):
             who = "anonymous access" if self.settings.anonymous else "these credentials"
             raise AuthError(f"s3://{self.bucket}: access denied to {who} at {endpoint} "
                             f"({str(exc).rsplit('(', 1)[-1]}") from exc
-        except AuthError as exc:
-            raise AuthError(f"s3://{self.bucket} at {endpoint}: "
-                            f"{str(exc).split(': ', 1)[-1]}") from exc
         except PreconditionFailed as exc:
             # no condition was sent: a server that answers 412 here did not understand the
             # request (Swift's S3 layer does so for unsigned requests)
@@ -435,7 +432,11 @@ class S3Backend(Backend):
             raise StorefsError(f"s3://{self.bucket} at {endpoint}: the server refused to list "
                                f"the bucket (HTTP 412){hint}") from exc
         except StorefsError as exc:
-            raise connect_error(exc, endpoint) from exc
+            err = connect_error(exc, endpoint)
+            if err is exc:  # refused by the server: say which bucket and server
+                err = type(exc)(f"s3://{self.bucket} at {endpoint}: "
+                                f"{str(exc).split(': ', 1)[-1]}")
+            raise err from exc
         log.info("connected to %s", self.describe())
 
     async def aclose(self) -> None:

@@ -4,8 +4,10 @@ that plays "another tool" writing to the same bucket."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +95,25 @@ def backend_for(server: S3Server, bucket: str, prefix: str = "", **options: str)
     """An S3 backend (not connected) on ``bucket/prefix`` of ``server``."""
     source = parse_source(f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}")
     return open_backend(source, server.options(**options))
+
+
+@contextlib.asynccontextmanager
+async def connected(server: S3Server, bucket: str, prefix: str = "", **options: str
+                    ) -> AsyncIterator[S3Backend]:
+    """``backend_for(...)``, connected, closed at the end."""
+    backend = backend_for(server, bucket, prefix, **options)
+    await backend.connect()
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+def filled_bucket(server: S3Server, name: str, objects: dict[str, bytes]) -> tuple[str, Any]:
+    """A new bucket holding ``objects``, written by a plain boto3 client (returned too)."""
+    bucket = unique(name)
+    ensure_bucket(server, bucket)
+    raw = raw_client(server)
+    for key, body in objects.items():
+        raw.put_object(Bucket=bucket, Key=key, Body=body)
+    return bucket, raw

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from storefs.backends.base import ETag
 from storefs.backends.s3 import S3Backend
 from storefs.errors import AlreadyExists, ConfigError, PreconditionFailed, TooLarge
-from tests.s3._helpers import S3Server, backend_for, ensure_bucket, raw_client, s3_server, unique
+from tests.s3._helpers import S3Server, connected, ensure_bucket, raw_client, s3_server, unique
 
 MiB = 1024 * 1024
 BUCKET = "copy-checks"
@@ -28,17 +29,14 @@ def server(request: pytest.FixtureRequest) -> S3Server:
     return s
 
 
-async def _backend(server: S3Server, **options: str) -> S3Backend:
-    backend = backend_for(server, BUCKET, unique("t"), **options)
-    await backend.connect()
-    return backend
+def _backend(server: S3Server, **options: str) -> AbstractAsyncContextManager[S3Backend]:
+    return connected(server, BUCKET, unique("t"), **options)
 
 
 @pytest.fixture
 async def backend(server: S3Server) -> AsyncIterator[S3Backend]:
-    b = await _backend(server)
-    yield b
-    await b.aclose()
+    async with _backend(server) as b:
+        yield b
 
 
 async def test_append_by_part_copy_sends_only_the_new_bytes(backend: S3Backend) -> None:
@@ -72,8 +70,7 @@ async def test_part_copy_from_a_changed_source_fails(request: pytest.FixtureRequ
     # sources, which the backend works around); moto ignores it (documented)
     server = s3_server(request, "swift")
     ensure_bucket(server, BUCKET)
-    backend = await _backend(server)
-    try:
+    async with _backend(server) as backend:
         async def write(key: str) -> tuple[ETag, bytes]:
             data = [os.urandom(5 * MiB), os.urandom(MiB)]
             if source_kind == "single":
@@ -94,15 +91,12 @@ async def test_part_copy_from_a_changed_source_fails(request: pytest.FixtureRequ
         with pytest.raises(PreconditionFailed):
             await backend.copy("src", "elsewhere", if_match=etag)
         await upload.abort()
-    finally:
-        await backend.aclose()
 
 
 @pytest.mark.parametrize("replace", [False, True])
 async def test_copy_above_the_threshold_is_a_multipart_copy(server: S3Server,
                                                             replace: bool) -> None:
-    backend = await _backend(server, copy_multipart_threshold="5MiB", copy_part_size="5MiB")
-    try:
+    async with _backend(server, copy_multipart_threshold="5MiB", copy_part_size="5MiB") as backend:
         data = os.urandom(12 * MiB + 5)
         await backend.put("big", data, {"mode": "33188", "uid": "7"}, content_type="video/mp4")
         new_meta = {"mode": "33261"} if replace else None
@@ -122,8 +116,6 @@ async def test_copy_above_the_threshold_is_a_multipart_copy(server: S3Server,
         assert after.content_type == "video/mp4"
         again = await backend.get_range("moved/big", 12 * MiB - 10, len(data))
         assert again == data[12 * MiB - 10:]
-    finally:
-        await backend.aclose()
 
 
 async def test_small_copies_keep_the_content_type(backend: S3Backend) -> None:
@@ -140,16 +132,13 @@ async def test_small_copies_keep_the_content_type(backend: S3Backend) -> None:
 async def test_copy_guarded_by_a_stale_etag_fails(request: pytest.FixtureRequest) -> None:
     server = s3_server(request, "swift")
     ensure_bucket(server, BUCKET)
-    backend = await _backend(server)
-    try:
+    async with _backend(server) as backend:
         old = await backend.put("x", b"one", {})
         await backend.put("x", b"two", {})
         with pytest.raises(PreconditionFailed):
             await backend.copy("x", "y", if_match=old.etag)
         with pytest.raises(PreconditionFailed):
             await backend.set_metadata("x", {"mode": "1"}, if_match=old.etag)
-    finally:
-        await backend.aclose()
 
 
 async def test_write_conditions_on_every_server(backend: S3Backend) -> None:
@@ -191,9 +180,8 @@ async def test_metadata_above_2_kib_is_refused_before_sending(backend: S3Backend
 async def test_storage_class_and_encryption_options(request: pytest.FixtureRequest) -> None:
     server = s3_server(request, "moto")  # Swift's S3 layer has neither (documented)
     ensure_bucket(server, BUCKET)
-    backend = await _backend(server, storage_class="standard_ia", sse="AES256")
     raw = raw_client(server)
-    try:
+    async with _backend(server, storage_class="standard_ia", sse="AES256") as backend:
         await backend.put("small", b"data", {})
         upload = await backend.begin_upload("multi", {}, part_size=5 * MiB)
         await upload.write_part(1, b"parts")
@@ -204,22 +192,19 @@ async def test_storage_class_and_encryption_options(request: pytest.FixtureReque
             assert head.get("StorageClass") == "STANDARD_IA", key
             assert head.get("ServerSideEncryption") == "AES256", key
         assert (await backend.head("small")).storage_class == "STANDARD_IA"
-    finally:
-        await backend.aclose()
 
 
 async def test_requester_pays_goes_with_every_request(request: pytest.FixtureRequest) -> None:
     # neither server bills requesters; what a requester-pays bucket needs is the header
     server = s3_server(request, "moto")
     ensure_bucket(server, BUCKET)
-    backend = await _backend(server, requester_pays="true")
     seen: list[tuple[str, str | None]] = []
 
     def watch(request: Any, **_: Any) -> None:
         payer = request.headers.get("x-amz-request-payer")
         seen.append((request.method, payer.decode() if isinstance(payer, bytes) else payer))
 
-    try:
+    async with _backend(server, requester_pays="true") as backend:
         (await backend.client()).meta.events.register("before-send.s3", watch)
         await backend.put("p", b"x", {})
         await backend.get_range("p", 0, 1)
@@ -229,5 +214,3 @@ async def test_requester_pays_goes_with_every_request(request: pytest.FixtureReq
         await backend.delete_many(["p", "q"])
         assert len(seen) == 7  # put, get, head, list, head+copy, delete
         assert all(payer == "requester" for _, payer in seen), seen
-    finally:
-        await backend.aclose()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from storefs.backends.base import Backend
-from tests.s3._helpers import backend_for, ensure_bucket, raw_client, s3_server, unique
+from tests.s3._helpers import connected, filled_bucket, s3_server
 
 pytestmark = pytest.mark.parametrize("server_name", ["moto", "swift"])
 
@@ -45,17 +45,13 @@ async def test_tree_sizes_and_attributes_of_a_foreign_bucket(
     request: pytest.FixtureRequest, server_name: str
 ) -> None:
     server = s3_server(request, server_name)
-    bucket = unique("foreign")
-    ensure_bucket(server, bucket)
-    raw = raw_client(server)
+    bucket, raw = filled_bucket(server, "foreign", {})
     for key, (body, meta, ctype) in FOREIGN.items():
         extra = {"ContentType": ctype} if ctype else {}
         raw.put_object(Bucket=bucket, Key=key, Body=body, Metadata=meta, **extra)
     etags = {k: raw.head_object(Bucket=bucket, Key=k)["ETag"] for k in FOREIGN}
 
-    backend = backend_for(server, bucket)
-    await backend.connect()
-    try:
+    async with connected(server, bucket) as backend:
         # the root: one file, and every directory, marked or implicit, as a prefix
         objects, prefixes = await _listing(backend, "")
         assert sorted(objects) == ["top.txt"]
@@ -87,22 +83,15 @@ async def test_tree_sizes_and_attributes_of_a_foreign_bucket(
         assert deep.size == 2048 and deep.checksums["md5"] == etags[
             "docs/deep/er/file.bin"].strip('"')
         assert await backend.get_range("implicit/b", 0, 100) == b"nor me"
-    finally:
-        await backend.aclose()
 
 
 async def test_a_mount_of_a_prefix_sees_only_below_it(
     request: pytest.FixtureRequest, server_name: str
 ) -> None:
     server = s3_server(request, server_name)
-    bucket = unique("prefix")
-    ensure_bucket(server, bucket)
-    raw = raw_client(server)
-    for key in ("outside", "project/", "project/src/main.c", "project/README", "projectile"):
-        raw.put_object(Bucket=bucket, Key=key, Body=key.encode())
-    backend = backend_for(server, bucket, "project")
-    await backend.connect()
-    try:
+    keys = ("outside", "project/", "project/src/main.c", "project/README", "projectile")
+    bucket, raw = filled_bucket(server, "prefix", {k: k.encode() for k in keys})
+    async with connected(server, bucket, "project") as backend:
         objects, prefixes = await _listing(backend, "")
         # the mount root's own marker comes back as "" and is skipped by callers
         assert sorted(k for k in objects if k) == ["README"]
@@ -111,5 +100,3 @@ async def test_a_mount_of_a_prefix_sees_only_below_it(
         await backend.put("new", b"written through the mount", {})
         body = raw.get_object(Bucket=bucket, Key="project/new")["Body"].read()
         assert body == b"written through the mount"
-    finally:
-        await backend.aclose()
