@@ -534,6 +534,10 @@ class SwiftBackend(Backend):
         def authenticate(conn: sc.Connection) -> None:
             if not conn.token:
                 conn.url, conn.token = conn.get_auth()
+            if not conn.url:
+                conn.url = conn.token = None
+                raise ConfigError("swift: no object-store endpoint in the service catalog "
+                                  "(check the region and interface)")
 
         def check(conn: sc.Connection) -> None:
             if self.account_mode:
@@ -559,6 +563,9 @@ class SwiftBackend(Backend):
         status = _status(exc)
         if status in (401, 403) or (status is None and "Unauthorized" in str(exc)):
             return AuthError(f"swift: credentials refused by {at}")
+        if type(exc).__name__ in ("EndpointNotFound", "EmptyCatalog"):
+            return ConfigError("swift: no object-store endpoint in the service catalog "
+                               "(check the region and interface)")
         err = translate(exc, "swift: authentication")
         if isinstance(err, TransientError):
             return ConnectError(str(err))
@@ -1302,11 +1309,58 @@ def connection_kwargs(settings: Mapping[str, str]) -> dict[str, Any]:
     elif not (user or settings.get("user_id")) or not key:
         missing = "ST_USER/ST_KEY" if version == "1" else "OS_USERNAME/OS_PASSWORD"
         raise AuthError(f"swift: {auth_url} needs a user name and a password ({missing})")
+    if version == "3":
+        return {**common, "session": _keystone_session(settings, auth_url, timeout),
+                "auth_version": "3", "os_options": os_options}
     if version == "2.0" and settings.get("project_name"):
         os_options["tenant_name"] = settings["project_name"]
     return {**common, "authurl": auth_url, "user": user, "key": key,
             "auth_version": version, "os_options": os_options,
             "tenant_name": os_options.get("tenant_name")}
+
+
+def _keystone_session(settings: Mapping[str, str], auth_url: str, timeout: float) -> Any:
+    """A keystoneauth1 session for Keystone v3 (password or application credential).
+
+    swiftclient takes it instead of user and key: every thread's Connection then shares
+    one token (fetched lazily, on the first request: nothing here touches the network),
+    and swiftclient's own path through python-keystoneclient, which passes deprecated
+    arguments, is not used."""
+    try:
+        from keystoneauth1 import session as ksa_session
+        from keystoneauth1.identity import v3
+    except ImportError as exc:
+        raise ConfigError("swift: Keystone auth needs keystoneauth1: "
+                          "pip install 'storefs[swift]'") from exc
+    url = auth_url.rstrip("/")
+    if not url.endswith("/v3"):
+        url += "/v3"  # a versionless identity URL, as swiftclient accepts it
+    auth: Any
+    auth_type = settings.get("auth_type", "").lower().replace("_", "")
+    if settings.get("application_credential_id") or auth_type == "v3applicationcredential":
+        auth = v3.ApplicationCredential(
+            auth_url=url,
+            application_credential_id=settings.get("application_credential_id"),
+            application_credential_secret=settings.get("application_credential_secret", ""))
+    else:
+        domain: dict[str, Any] = {}
+        for kind in ("user", "project"):
+            name, ident = settings.get(f"{kind}_domain_name"), settings.get(f"{kind}_domain_id")
+            if name:
+                domain[f"{kind}_domain_name"] = name
+            elif ident:
+                domain[f"{kind}_domain_id"] = ident
+            else:
+                domain[f"{kind}_domain_id"] = "default"  # what a one-domain cloud uses
+        auth = v3.Password(
+            auth_url=url, username=settings.get("username"), user_id=settings.get("user_id"),
+            password=settings.get("password", ""), project_name=settings.get("project_name"),
+            project_id=settings.get("project_id"), **domain)
+    verify: bool | str = not ("insecure" in settings
+                              and flag("swift", "insecure", settings["insecure"]))
+    if verify and settings.get("cacert"):
+        verify = settings["cacert"]
+    return ksa_session.Session(auth=auth, verify=verify, timeout=timeout)
 
 
 def open_backend(source: Source, options: Mapping[str, str]) -> SwiftBackend:

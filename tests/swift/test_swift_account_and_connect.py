@@ -169,10 +169,12 @@ def test_openstack_rc_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(k, v)
     backend = open_backend(parse_source("swift:"), {"region": "RegionOne"})
     kw = backend._conn_kwargs
-    assert (kw["authurl"], kw["user"], kw["key"], kw["auth_version"]) == (
-        "https://keystone.example:5000/v3", "jill", "s3cret", "3")
-    assert kw["os_options"]["project_name"] == "science"
-    assert kw["os_options"]["user_domain_name"] == "Default"
+    auth = kw["session"].auth  # keystoneauth1's v3 password plugin
+    assert auth.auth_url == "https://keystone.example:5000/v3"
+    method = auth.auth_methods[0]
+    assert (method.username, method.password, method.user_domain_name) == (
+        "jill", "s3cret", "Default")
+    assert (auth.project_name, auth.project_domain_name) == ("science", "Default")
     assert kw["os_options"]["region_name"] == "RegionOne"  # -o wins over the environment
     assert kw["os_options"]["endpoint_type"] == "internal"
     assert backend.account_mode
@@ -181,7 +183,11 @@ def test_openstack_rc_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OS_APPLICATION_CREDENTIAL_SECRET", "appsecret")
     kw = open_backend(parse_source("swift://c"), {})._conn_kwargs
     assert kw["os_options"]["auth_type"] == "v3applicationcredential"
-    assert kw["os_options"]["application_credential_id"] == "abc123"
+    assert kw["session"].auth.auth_methods[0].application_credential_id == "abc123"
+    # a versionless identity URL gets /v3, as swiftclient does it
+    kw = open_backend(parse_source("swift://c"),
+                      {"auth_url": "https://keystone.example:5000"})._conn_kwargs
+    assert kw["session"].auth.auth_url == "https://keystone.example:5000/v3"
 
 
 def test_no_or_partial_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
