@@ -343,11 +343,15 @@ class S3Backend(Backend):
             self.count("errors")
             where = self.where(key) if key is not None else self.where()
             err = translate(exc, where)
-            if conditional and isinstance(err, PreconditionFailed | NotFound):
-                if if_none_match and isinstance(err, PreconditionFailed):
+            code = code_of(exc)[0] if isinstance(exc, bx.ClientError) else ""
+            if conditional and isinstance(err, PreconditionFailed):
+                if if_none_match:
                     raise AlreadyExists(f"{where}: already exists") from exc
                 raise PreconditionFailed(f"{where}: changed since it was read") from exc
-            if isinstance(exc, bx.ClientError) and code_of(exc)[0] == "NoSuchBucket":
+            if conditional and code in ("NoSuchKey", "404"):
+                # If-Match on a key that is gone: it changed since it was read
+                raise PreconditionFailed(f"{where}: removed since it was read") from exc
+            if code == "NoSuchBucket":
                 err = NotFound(f"s3://{self.bucket}: no such bucket at "
                                f"{self.settings.endpoint_for_messages}")
             raise err from exc
