@@ -18,9 +18,7 @@ test makes its own bucket, so tests never see each other's objects.
 
 from __future__ import annotations
 
-import atexit
 import os
-import subprocess
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -28,16 +26,10 @@ from typing import Any
 import pytest
 
 from tests.servers._shared import free_port, shared_server, wait_until
+from tests.servers._spawn import spawn
 
 #: soft memory limit of the Go runtime: it collects garbage harder as it gets near
 GOMEMLIMIT = "256MiB"
-
-# the servers this process started, kept referenced so that Popen.__del__ never warns that
-# the subprocess is still running (pytest turns that ResourceWarning into an error)
-_RUNNING: list[subprocess.Popen[bytes]] = []
-# reap the ones the session already stopped by PID, before the interpreter's last collection
-atexit.register(lambda: [p.poll() for p in _RUNNING])
-
 
 def fake_gcs_binary() -> Path:
     """The bundled fake-gcs-server executable for this platform."""
@@ -59,15 +51,9 @@ def launch_fake_gcs(workdir: Path) -> dict[str, Any]:
     log = workdir / "fake-gcs.log"
     env = {**os.environ, "GOMEMLIMIT": GOMEMLIMIT}
     env.pop("STORAGE_EMULATOR_HOST", None)
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1",
-             "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}",
-             "-backend", "memory", "-log-level", "warn"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
-        )
-    _RUNNING.append(proc)
+    proc = spawn([str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1",
+                  "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}",
+                  "-backend", "memory", "-log-level", "warn"], log, env)
     wait_until(lambda: _answers(url), 30, "fake-gcs-server", proc, log)
     return {"endpoint": url, "pid": proc.pid, "log": str(log)}
 

@@ -28,15 +28,11 @@ from typing import Any
 import pytest
 
 from tests.servers._shared import free_port, kill_group, shared_server, wait_until
-
-#: Debian's Python, where Swift and Keystone live
-SWIFT_PYTHON = "/usr/bin/python3"
+from tests.servers._spawn import spawn
+from tests.servers._swift import SWIFT_PYTHON, ready
 
 LAUNCHER = Path(__file__).with_name("_swift_keystone_aio.py")
 REGION = "RegionOne"
-
-# kept referenced so that Popen.__del__ never warns (pytest makes warnings errors)
-_RUNNING: list[subprocess.Popen[bytes]] = []
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -138,12 +134,8 @@ key_repository = {kdir}/credential-keys
         tail = (kdir / "bootstrap.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"keystone bootstrap failed:\n{tail}")
     log = kdir / "wsgi.log"
-    with open(log, "ab") as out:
-        keystone = subprocess.Popen(
-            ["keystone-wsgi-public", "--host", "127.0.0.1", "--port", str(kport)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True)
-    _RUNNING.append(keystone)
+    keystone = spawn(["keystone-wsgi-public", "--host", "127.0.0.1", "--port", str(kport)],
+                     log, env)
     try:
         wait_until(lambda: _opener.open(f"{url}/v3", timeout=2).status == 200, 120,
                    "keystone", keystone, log)
@@ -152,22 +144,14 @@ key_repository = {kdir}/credential-keys
                 "keystone_url": url, **ports}
         (workdir / "swift").mkdir(exist_ok=True)
         slog = workdir / "swift-launcher.log"
-        with open(slog, "ab") as out:
-            swift = subprocess.Popen(
-                [SWIFT_PYTHON, str(LAUNCHER), json.dumps(spec)], stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "EVENTLET_NO_GREENDNS": "yes"})
-        _RUNNING.append(swift)
+        swift = spawn([SWIFT_PYTHON, str(LAUNCHER), json.dumps(spec)], slog,
+                      {**os.environ, "EVENTLET_NO_GREENDNS": "yes"})
     except BaseException:
         kill_group(keystone.pid)
         raise
-    # imported here, not at the top: fixture_swift is a pytest plugin of its own, loaded
-    # after this one (an earlier import would keep pytest from rewriting its asserts)
-    from tests.servers.fixture_swift import _ready
-
     proxy = f"http://127.0.0.1:{ports['proxy']}"
     try:
-        wait_until(lambda: _ready(proxy, ports), 90, "keystone swift", swift, slog)
+        wait_until(lambda: ready(proxy, ports), 90, "keystone swift", swift, slog)
     except BaseException:
         kill_group(swift.pid)
         kill_group(keystone.pid)
