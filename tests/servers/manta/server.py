@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import mimetypes
+import os
 import re
 import socketserver
 import ssl
@@ -541,8 +542,19 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command == "HEAD" or count == 0 or e.blob is None:
             return
-        with open(self.server.store.blob_path(e.blob), "rb") as f:
-            sent = self.connection.sendfile(f, offset, count)
+        sent = 0
+        for path, size in self.server.store.segments(e.blob):
+            length = os.path.getsize(path) if size is None else size
+            if offset >= length:
+                offset -= length
+                continue
+            n = min(count - sent, length - offset)
+            with open(path, "rb") as f:
+                done = self.connection.sendfile(f, offset, n)
+            sent += done
+            offset = 0
+            if done != n or sent == count:
+                break
         self.bytes_out += sent
         if sent != count:
             self.close_connection = True
@@ -657,8 +669,8 @@ class Handler(BaseHTTPRequestHandler):
             entry = Entry(path, "object", now_ms(), headers, str(uuid.uuid4()), size, md5,
                           ctype, durability, store.adopt(tmp))
             store.put_entry(entry)
-        if current is not None and current.blob:
-            store.blob_path(current.blob).unlink(missing_ok=True)
+        if current is not None:
+            store.discard(current.blob)
         return entry
 
     def put_directory(self, login: str, path: str, public: bool, is_root: bool) -> None:
@@ -676,8 +688,8 @@ class Handler(BaseHTTPRequestHandler):
             if old is None or not old.is_dir or old.headers != headers:
                 # PutDirectory onto an object silently replaces it (§3.1)
                 store.put_entry(Entry(path, "directory", now_ms(), headers))
-        if old is not None and old.blob:
-            store.blob_path(old.blob).unlink(missing_ok=True)
+        if old is not None:
+            store.discard(old.blob)
         self.reply(204, previous)
 
     def put_link(self, login: str, path: str) -> None:
@@ -716,8 +728,8 @@ class Handler(BaseHTTPRequestHandler):
             store.put_entry(Entry(path, "object", now_ms(), dict(src.headers), src.etag,
                                   src.size, src.md5, src.content_type, src.durability,
                                   store.link_blob(src.blob)))
-        if current is not None and current.blob:
-            store.blob_path(current.blob).unlink(missing_ok=True)
+        if current is not None:
+            store.discard(current.blob)
         self.reply(204, {"Etag": src.etag or "", "Last-Modified": http_date(src.mtime)})
 
     def put_metadata(self, login: str, path: str, public: bool) -> None:

@@ -3,7 +3,9 @@
 Every entry is a row keyed by its normalised path (``/jill/stor/a/b``) with its parent and
 name, so a directory listing is an indexed range scan in byte-wise UTF-8 order (SQLite's
 BINARY collation).  Object bytes live in ``ROOT/blobs/<uuid>``: written to a temporary file
-while the request streams in, then renamed into place when the entry is committed.  A
+while the request streams in, then renamed into place when the entry is committed.  An
+object made by a multipart upload keeps its parts' files as its segments (``+id:size,...``)
+instead of copying them into one file.  A
 SnapLink (v1) hard-links the source's blob, so later writes of either name never touch the
 other, as on Manta.  All namespace changes happen under one lock; bytes move outside it.
 """
@@ -131,8 +133,7 @@ class Store:
     def remove_entry(self, e: Entry) -> None:
         with self.lock:
             self.db.execute("DELETE FROM entries WHERE path = ?", (e.path,))
-        if e.blob:
-            self.blob_path(e.blob).unlink(missing_ok=True)
+        self.discard(e.blob)
 
     def has_children(self, path: str) -> bool:
         with self.lock:
@@ -182,10 +183,38 @@ class Store:
         os.replace(tmp, self.blob_path(blob))
         return blob
 
+    def segments(self, blob: str) -> list[tuple[Path, int | None]]:
+        """The files of a blob and their sizes (None: the whole file)."""
+        if not blob.startswith("+"):
+            return [(self.blob_path(blob), None)]
+        out: list[tuple[Path, int | None]] = []
+        for seg in blob[1:].split(","):
+            name, _, size = seg.partition(":")
+            out.append((self.blob_path(name), int(size)))
+        return out
+
+    def compose(self, parts: list[tuple[str, int]]) -> str:
+        """A blob made of hard links to the given (blob, size) files, in order."""
+        segs = []
+        for blob, size in parts:
+            new = uuid.uuid4().hex
+            os.link(self.blob_path(blob), self.blob_path(new))
+            segs.append(f"{new}:{size}")
+        return "+" + ",".join(segs)
+
     def link_blob(self, blob: str) -> str:
+        """A new blob sharing the bytes (hard links: later writes of either never touch
+        the other, because writes always make new files)."""
+        if blob.startswith("+"):
+            return self.compose([(p.name, size or 0) for p, size in self.segments(blob)])
         new = uuid.uuid4().hex
         os.link(self.blob_path(blob), self.blob_path(new))
         return new
+
+    def discard(self, blob: str | None) -> None:
+        if blob:
+            for path, _ in self.segments(blob):
+                path.unlink(missing_ok=True)
 
     # -- uploads ------------------------------------------------------------------------
 

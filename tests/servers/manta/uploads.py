@@ -178,8 +178,8 @@ def _part(h: Handler, record: dict[str, Any], leaf: str) -> None:
             entry = Entry(path, "object", now_ms(), {}, str(uuid.uuid4()), size, md5,
                           "application/octet-stream", 2, store.adopt(tmp))
             store.put_entry(entry)
-        if old is not None and old.blob:
-            store.blob_path(old.blob).unlink(missing_ok=True)
+        if old is not None:
+            store.discard(old.blob)
     finally:
         tmp.unlink(missing_ok=True)
     h.reply(204, {"Etag": entry.etag or "", "Last-Modified": _date(entry.mtime),
@@ -250,37 +250,34 @@ def _commit(h: Handler, record: dict[str, Any]) -> None:
                          f"{target_path} is a directory: PUT is not allowed")
     record = {**record, "state": "finalizing", "type": "commit"}
     store.put_upload(record)
-    tmp = store.new_tmp()
     md5 = hashlib.md5()
-    try:
-        with open(tmp, "wb") as out:
-            for e in entries:
-                assert e.blob is not None
-                with open(store.blob_path(e.blob), "rb") as f:
-                    while piece := f.read(4 << 20):
-                        md5.update(piece)
-                        out.write(piece)
-        computed = base64.b64encode(md5.digest()).decode()
-        if "content-md5" in headers and headers["content-md5"] != computed:
-            store.put_upload({**record, "state": "created"})
-            raise _invalid(f"content-md5 {headers['content-md5']} does not match {computed}")
-        kept = {k: str(v) for k, v in headers.items()
-                if k.startswith("m-") or k in ("cache-control", "content-disposition",
-                                               "role-tag", "surrogate-key")}
-        with store.locked():
-            old = store.get(target_path)
-            entry = Entry(target_path, "object", now_ms(), kept, str(uuid.uuid4()), total,
-                          computed, str(headers.get("content-type", "application/octet-stream")),
-                          record["numCopies"], store.adopt(tmp))
-            store.put_entry(entry)
-            record = {**record, "state": "done", "result": "committed", "commitParts": parts,
-                      "partsMD5Summary": computed}
-            record.pop("type", None)
-            store.put_upload(record)
-        if old is not None and old.blob:
-            store.blob_path(old.blob).unlink(missing_ok=True)
-    finally:
-        tmp.unlink(missing_ok=True)
+    for e in entries:
+        assert e.blob is not None
+        with open(store.blob_path(e.blob), "rb") as f:
+            while piece := f.read(8 << 20):
+                md5.update(piece)
+    computed = base64.b64encode(md5.digest()).decode()
+    if "content-md5" in headers and headers["content-md5"] != computed:
+        store.put_upload({**{k: v for k, v in record.items() if k != "type"},
+                          "state": "created"})
+        raise _invalid(f"content-md5 {headers['content-md5']} does not match {computed}")
+    kept = {k: str(v) for k, v in headers.items()
+            if k.startswith("m-") or k in ("cache-control", "content-disposition",
+                                           "role-tag", "surrogate-key")}
+    with store.locked():
+        old = store.get(target_path)
+        # the parts' files become the object's segments: no copy of the bytes
+        blob = store.compose([(e.blob or "", e.size) for e in entries])
+        entry = Entry(target_path, "object", now_ms(), kept, str(uuid.uuid4()), total,
+                      computed, str(headers.get("content-type", "application/octet-stream")),
+                      record["numCopies"], blob)
+        store.put_entry(entry)
+        record = {**record, "state": "done", "result": "committed", "commitParts": parts,
+                  "partsMD5Summary": computed}
+        record.pop("type", None)
+        store.put_upload(record)
+    if old is not None:
+        store.discard(old.blob)
     _remove_parts(h, record)
     _commit_reply(h, record, entry)
 
