@@ -40,15 +40,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.servers._shared import shared_server, wait_until
+from tests.servers._spawn import spawn
 
 REPO = Path(__file__).resolve().parents[2]
 LOGIN = "jill"
 SUBUSER = "bob"
 PASSPHRASE = b"correct horse battery staple"
-
-# the processes this process started, kept referenced so that Popen.__del__ never warns
-# that they still run (they are stopped by PID at the end of the session)
-_RUNNING: list[subprocess.Popen[bytes]] = []
 
 _PRIVATE_FORMATS = {
     "pem": serialization.PrivateFormat.TraditionalOpenSSL,
@@ -100,11 +97,7 @@ def _launch_keys(workdir: Path) -> dict[str, Any]:
     sock = workdir / "agent.sock"
     sock.unlink(missing_ok=True)
     log = workdir / "agent.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    _RUNNING.append(proc)
+    proc = spawn(["ssh-agent", "-D", "-a", str(sock)], log)
     wait_until(sock.exists, 10, "ssh-agent", proc, log)
     env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
     subprocess.run(["ssh-add", plain["private"]], env=env, check=True, capture_output=True,
@@ -158,10 +151,9 @@ def _launcher(keys: dict[str, Any], *extra: str, tls: bool = False) -> Any:
             cert, key = _self_signed(workdir)
             args += ["--tls-cert", str(cert), "--tls-key", str(key)]
         log = workdir / "server.log"
-        with open(log, "w") as out:
-            proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        _RUNNING.append(proc)
+        # the server is the package tests.servers.manta of this checkout
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        proc = spawn(args, log, env={**os.environ, "PYTHONPATH": path})
         wait_until(port_file.exists, 30, "manta test server", proc, log)
         port = int(port_file.read_text())
         scheme = "https" if tls else "http"
