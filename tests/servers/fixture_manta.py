@@ -23,6 +23,7 @@ import functools
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,7 +213,8 @@ class MantaServer:
 
     def fresh_dir(self, tag: str = "t") -> str:
         """Create ``/jill/stor/<tag>-<uuid>`` and return its Manta path."""
-        path = f"/{self.login}/stor/{tag}-{uuid.uuid4().hex[:12]}"
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", tag)[:40]
+        path = f"/{self.login}/stor/{safe}-{uuid.uuid4().hex[:12]}"
         resp = httpx.put(self.url + path, auth=self.auth, verify=False,
                          headers={"Content-Type": "application/json; type=directory"})
         assert resp.status_code == 204, resp.text
