@@ -95,6 +95,18 @@ def handle_uploads(h: Handler, login: str, segs: list[str]) -> None:
         raise MantaError("MethodNotAllowed", f"{method} is not allowed on {h.norm}")
 
 
+def _json_body(h: Handler, what: str) -> dict[str, Any]:
+    """The request's JSON object (``{}`` for an empty body)."""
+    assert h.body is not None
+    try:
+        req = json.loads(h.body.read_all() or b"{}")
+    except ValueError as exc:
+        raise _invalid(f"{what}: body is not JSON") from exc
+    if not isinstance(req, dict):
+        raise _invalid(f"{what}: body is not a JSON object")
+    return req
+
+
 def _view(record: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in record.items() if k not in ("commitParts", "login")}
     if out["state"] == "done":
@@ -111,12 +123,8 @@ def _create(h: Handler, login: str) -> None:
     if h.principal.user is not None:
         raise MantaError("AuthorizationFailed",
                          f"{login}/{h.principal.user} may not use multipart uploads")
-    assert h.body is not None
-    try:
-        req = json.loads(h.body.read_all() or b"{}")
-    except ValueError as exc:
-        raise _invalid("cannot create upload: body is not JSON") from exc
-    target = req.get("objectPath") if isinstance(req, dict) else None
+    req = _json_body(h, "cannot create upload")
+    target = req.get("objectPath")
     if not isinstance(target, str) or not target:
         raise _invalid("cannot create upload: objectPath is required")
     headers = req.get("headers", {})
@@ -207,12 +215,7 @@ def _remove_parts(h: Handler, record: dict[str, Any]) -> None:
 def _commit(h: Handler, record: dict[str, Any]) -> None:
     store = h.server.store
     cfg = h.server.config
-    assert h.body is not None
-    try:
-        req = json.loads(h.body.read_all() or b"{}")
-    except ValueError as exc:
-        raise _invalid("commit body is not JSON") from exc
-    parts = req.get("parts") if isinstance(req, dict) else None
+    parts = _json_body(h, "cannot commit upload").get("parts")
     if not isinstance(parts, list) or not 1 <= len(parts) <= cfg.max_parts \
             or not all(isinstance(p, str) for p in parts):
         raise _invalid(f"parts must be a list of 1 to {cfg.max_parts} etags")
