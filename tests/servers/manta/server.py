@@ -3,8 +3,8 @@
 Threaded stdlib HTTP/1.1 with keep-alive; bodies stream between the socket and files on
 disk in 1 MiB pieces (``sendfile`` on the way out), so 1 GiB transfers take seconds and
 RAM stays flat.  The namespace is in SQLite (``store.py``), auth in ``auth.py``,
-multipart uploads in ``uploads.py``.  ``--v2`` makes it Manta v2 (``Server: Manta/2``,
-no SnapLinks, no ``jobs``).
+multipart uploads in ``uploads.py``, the CloudAPI subset (§8) in ``cloudapi.py``.
+``--v2`` makes it Manta v2 (``Server: Manta/2``, no SnapLinks, no ``jobs``).
 
 Tests read request counts without credentials: ``GET /_admin/stats?prefix=/jill/stor/x``
 returns ``{"ops": {"PutObject": n, ...}, "bytes_in": ..., "bytes_out": ...}`` for every
@@ -25,6 +25,7 @@ import re
 import socketserver
 import ssl
 import sys
+import threading
 import time
 import traceback
 import urllib.parse
@@ -138,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
                                                                  keep_blank_values=True).items()}
         self.norm = raw
         self.principal: Principal = ANONYMOUS
+        self.cloudapi = False
         self.body: Body | None = None
         try:
             self.body = Body(self.rfile, self.h)
@@ -146,7 +148,12 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.route(raw)
         except MantaError as err:
-            self.send_error_reply(err)
+            if self.cloudapi:
+                from tests.servers.manta import cloudapi
+
+                cloudapi.send_error(self, err)
+            else:
+                self.send_error_reply(err)
         except (ConnectionError, TimeoutError):
             self.close_connection = True
             return
@@ -214,6 +221,12 @@ class Handler(BaseHTTPRequestHandler):
         cfg = self.server.config
         segs = normalise(raw)
         self.norm = "/" + "/".join(segs)
+        from tests.servers.manta import cloudapi
+
+        if segs == ["--ping"] or (len(segs) >= 2 and segs[1] in cloudapi.AREAS):
+            self.cloudapi = True
+            cloudapi.handle(self, segs)
+            return
         principal = cfg.verifier.authenticate(self.command, self.path, self.request_version,
                                               self.h)
         self.principal = principal
@@ -793,9 +806,23 @@ class MantaHTTPServer(ThreadingHTTPServer):
         self.config = config
         self.store = store
         self.verbose = verbose
+        self._cloud: dict[str, Any] = {}
+        self._cloud_lock = threading.Lock()
+        #: CloudAPI key names, by "login/user" then fingerprint
+        self.key_names: dict[str, dict[str, str]] = {}
         super().__init__(address, Handler)
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True)
+
+    def cloud_state(self, login: str) -> Any:
+        """The CloudAPI machines etc. of ``login`` (made on first use)."""
+        from tests.servers.manta.cloudapi import CloudState
+
+        with self._cloud_lock:
+            if login not in self._cloud:
+                host, port = self.server_address[:2]
+                self._cloud[login] = CloudState(login, f"http://{host}:{port}")
+            return self._cloud[login]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # a client that hangs up mid-response is not the server's failure
