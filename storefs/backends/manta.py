@@ -69,7 +69,7 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -143,18 +143,57 @@ _KEPT_HEADERS = ("role-tag", "cache-control", "surrogate-key", "content-disposit
                  "access-control-max-age")
 _TRUE = ("1", "true", "yes", "on")
 _COPY_CHUNK = 1 * MiB
+#: bytes per ranged read when a copy streams through the client (v2)
+_COPY_RANGE = 8 * MiB
 #: entries per listing request (Manta's maximum)
 PAGE = 1024
 MAX_PARTS = 800
 
 
-async def _pieces(data: bytes) -> AsyncIterator[bytes]:
-    """``data`` in 1 MiB views: httpx sends a large ``bytes`` body by slicing (copying) the
-    rest after every ``send``, which halves throughput for 64 MiB parts."""
-    view = memoryview(data)
-    for i in range(0, len(view), _COPY_CHUNK):
-        # h11 and the socket take any buffer; httpx's annotation says bytes
-        yield cast(bytes, view[i:i + _COPY_CHUNK])
+class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
+    """A request body pulled piece by piece from ``read`` (``b""`` ends it).
+
+    An iterator object, not an async generator: httpx wraps ``content=`` iterables in a
+    generator of its own, and a generator left unfinished (the server answered before the
+    body was sent, e.g. ``DirectoryDoesNotExist``) is reported by trio when collected.
+    ``length`` None sends it chunked.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[bytes]], length: int | None) -> None:
+        self._read = read
+        self.length = length
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        piece = await self._read()
+        if not piece:
+            raise StopAsyncIteration
+        return piece
+
+    @classmethod
+    def of(cls, data: bytes) -> _Body:
+        """``data`` in 1 MiB views: httpx sends a large ``bytes`` body by slicing (copying)
+        what is left after every ``send``, which halves throughput for 64 MiB parts."""
+        view = memoryview(data)
+        offset = 0
+
+        async def read() -> bytes:
+            nonlocal offset
+            piece = view[offset:offset + _COPY_CHUNK]
+            offset += len(piece)
+            # h11 and the socket take any buffer; the annotations say bytes
+            return cast(bytes, piece)
+
+        return cls(read, len(data))
+
+    @classmethod
+    def empty(cls) -> _Body:
+        async def read() -> bytes:
+            return b""
+
+        return cls(read, None)
 
 
 def _b64md5(data: bytes) -> str:
@@ -418,15 +457,26 @@ class MantaBackend(Backend):
     async def _request(self, method: str, key: str, *, what: str, path: str | None = None,
                        headers: Mapping[str, str] | None = None,
                        params: Mapping[str, str] | None = None,
-                       content: bytes | AsyncIterator[bytes] | None = None,
+                       content: bytes | _Body | None = None,
                        json_body: Any = None, ok: Iterable[int] = ()) -> httpx.Response:
         """One request whose reply body is small; raises the translated error unless the
         status is < 400 or in ``ok``."""
         client = self._ensure_client()
         self._count(method)
         try:
-            resp = await client.request(method, self._url(key, path), headers=headers,
-                                        params=params, content=content, json=json_body)
+            if isinstance(content, _Body):
+                request = client.build_request(method, self._url(key, path), headers=headers,
+                                               params=params)
+                request.stream = content
+                if content.length is None:
+                    del request.headers["Content-Length"]
+                    request.headers["Transfer-Encoding"] = "chunked"
+                else:
+                    request.headers["Content-Length"] = str(content.length)
+                resp = await client.send(request)
+            else:
+                resp = await client.request(method, self._url(key, path), headers=headers,
+                                            params=params, content=content, json=json_body)
         except httpx.HTTPError as exc:
             raise self._transport(exc, what) from exc
         if resp.status_code >= 400 and resp.status_code not in ok:
@@ -644,7 +694,7 @@ class MantaBackend(Backend):
 
     # -- writes -------------------------------------------------------------------------
 
-    async def _put_object(self, key: str, content: bytes | AsyncIterator[bytes], length: int,
+    async def _put_object(self, key: str, content: bytes | _Body, length: int,
                           md5: str, metadata: Metadata, content_type: str | None,
                           if_match: ETag | None, if_none_match: bool) -> ObjectMeta:
         path = self._path(key)
@@ -693,8 +743,7 @@ class MantaBackend(Backend):
         if_none_match: bool = False,
     ) -> ObjectMeta:
         data = bytes(data)
-        body: bytes | AsyncIterator[bytes] = data if len(data) <= _COPY_CHUNK \
-            else _pieces(data)
+        body: bytes | _Body = data if len(data) <= _COPY_CHUNK else _Body.of(data)
         return await self._put_object(key, body, len(data), _b64md5(data), metadata,
                                       content_type, if_match, if_none_match)
 
@@ -798,22 +847,30 @@ class MantaBackend(Backend):
 
     async def _stream_copy(self, src: str, dst: str, metadata: Metadata | None,
                            if_match: ETag | None) -> ObjectMeta:
-        headers = {"If-Match": _unquote_etag(if_match)} if if_match is not None else {}
-        spath = self._path(src)
-        async with self._stream("GET", src, what=f"get {spath}", headers=headers) as resp:
-            if "type=directory" in resp.headers.get("content-type", ""):
-                raise IsADirectory(f"manta: {spath} is a directory")
-            size = int(resp.headers.get("content-length", "0"))
-            md5 = resp.headers.get("content-md5") or ""
-            meta = _user_metadata(resp.headers) if metadata is None else dict(metadata)
+        # the bytes pass through in ranged reads pinned to the source's etag, each read
+        # whole, so a source replaced mid-copy fails the copy instead of mixing versions
+        source = await self.head(src)
+        if source.is_dir:
+            raise IsADirectory(f"manta: {self._path(src)} is a directory")
+        if if_match is not None and source.etag != if_match:
+            raise PreconditionFailed(f"manta: {self._path(src)} changed (etag {source.etag})")
+        offset = 0
 
-            async def body() -> AsyncIterator[bytes]:
-                async for chunk in resp.aiter_raw(_COPY_CHUNK):
-                    self.bytes_in += len(chunk)
-                    yield chunk
+        async def read() -> bytes:
+            nonlocal offset
+            if offset >= source.size:
+                return b""
+            piece = await self.get_range(src, offset, min(source.size, offset + _COPY_RANGE),
+                                         if_match=source.etag)
+            if not piece:
+                raise TransientError(f"manta: copy {self._path(src)}: source ended early")
+            offset += len(piece)
+            return piece
 
-            return await self._put_object(dst, body(), size, md5, meta,
-                                          resp.headers.get("content-type"), None, False)
+        md5 = source.checksums.get("md5") or ""
+        meta = dict(source.metadata) if metadata is None else dict(metadata)
+        return await self._put_object(dst, _Body(read, source.size), source.size, md5, meta,
+                                      source.content_type, None, False)
 
     async def rename(self, src: str, dst: str) -> ObjectMeta:
         if src.endswith("/"):
@@ -864,13 +921,10 @@ class MantaBackend(Backend):
         if if_match is not None and not before.is_dir:
             headers["If-Match"] = _unquote_etag(if_match)
 
-        async def empty() -> AsyncIterator[bytes]:
-            # chunked with no bytes: Manta refuses any Content-Length on this request
-            return
-            yield b""
-
         resp = await self._request("PUT", key, what=f"set metadata {path}", headers=headers,
-                                   params={"metadata": "true"}, content=empty())
+                                   params={"metadata": "true"},
+                                   # chunked with no bytes: Manta refuses any Content-Length
+                                   content=_Body.empty())
         mtime = _http_time(resp.headers.get("last-modified"))
         return ObjectMeta(key=before.key, size=before.size, etag=before.etag, mtime=mtime,
                           is_dir=before.is_dir, content_type=before.content_type,
@@ -916,7 +970,7 @@ class MantaUpload(Upload):
                                 headers={"Content-MD5": md5,
                                          "Content-Type": "application/octet-stream",
                                          "Content-Length": str(len(data))},
-                                content=_pieces(bytes(data)))
+                                content=_Body.of(bytes(data)))
         b.bytes_out += len(data)
         computed = resp.headers.get("computed-md5")
         if computed is not None and computed != md5:
@@ -998,19 +1052,20 @@ class SpooledUpload(Upload):
         fd = self.fd
         assert fd is not None
 
-        async def body() -> AsyncIterator[bytes]:
-            offset = 0
-            while offset < size:
-                piece = await trio.to_thread.run_sync(os.pread, fd,
-                                                      min(_COPY_CHUNK * 4, size - offset),
-                                                      offset)
-                if not piece:
-                    return
-                offset += len(piece)
-                yield piece
+        offset = 0
+
+        async def read() -> bytes:
+            nonlocal offset
+            if offset >= size:
+                return b""
+            piece = await trio.to_thread.run_sync(os.pread, fd,
+                                                  min(_COPY_CHUNK * 4, size - offset), offset)
+            offset += len(piece)
+            return piece
 
         if_match, if_none_match = self.conditions
-        meta = await self.backend._put_object(self.key, body(), size, md5, self.metadata,
+        meta = await self.backend._put_object(self.key, _Body(read, size), size, md5,
+                                              self.metadata,
                                               self.content_type, if_match, if_none_match)
         await self.abort()
         return meta

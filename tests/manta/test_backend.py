@@ -17,6 +17,7 @@ from storefs.errors import (
     AuthError,
     IntegrityError,
     NotADirectory,
+    NotFound,
     PermissionDenied,
     PreconditionFailed,
     ReadOnly,
@@ -265,3 +266,17 @@ async def test_listing_pages_of_1024_with_the_inclusive_marker(
             keys += [o.key for o in page.objects]
         assert keys == [f"e{i:05d}" for i in range(n)]
         assert sizes[0] == 1024
+
+
+async def test_large_writes_into_a_missing_directory_fail_at_once(
+        make_backend: MakeBackend, manta_server: MantaServer, manta_v2_server: MantaServer,
+        stor: str) -> None:
+    # the server answers before reading the body: the error is the answer, not a reset
+    async with make_backend(stor, manta_server.options()) as b:
+        with pytest.raises(NotFound, match="DirectoryDoesNotExist"):
+            await b.put("no/such/dir/f", os.urandom(8 * MiB), {})
+    v2dir = manta_v2_server.fresh_dir("manta")
+    async with make_backend(v2dir, manta_v2_server.options()) as b:
+        await b.put("src", os.urandom(8 * MiB), {})
+        with pytest.raises(NotFound, match="DirectoryDoesNotExist"):
+            await b.copy("src", "no/such/dst")
