@@ -150,6 +150,10 @@ PAGE = 1024
 MAX_PARTS = 800
 
 
+async def _no_bytes() -> bytes:
+    return b""
+
+
 class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
     """A request body pulled piece by piece from ``read`` (``b""`` ends it).
 
@@ -172,6 +176,11 @@ class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
             raise StopAsyncIteration
         return piece
 
+    def release(self) -> None:
+        """Drop the source now: httpx's request/response reference cycles would keep a
+        64 MiB part alive until the next garbage collection."""
+        self._read = _no_bytes
+
     @classmethod
     def of(cls, data: bytes) -> _Body:
         """``data`` in 1 MiB views: httpx sends a large ``bytes`` body by slicing (copying)
@@ -190,10 +199,7 @@ class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
 
     @classmethod
     def empty(cls) -> _Body:
-        async def read() -> bytes:
-            return b""
-
-        return cls(read, None)
+        return cls(_no_bytes, None)
 
 
 def _b64md5(data: bytes) -> str:
@@ -473,7 +479,10 @@ class MantaBackend(Backend):
                     request.headers["Transfer-Encoding"] = "chunked"
                 else:
                     request.headers["Content-Length"] = str(content.length)
-                resp = await client.send(request)
+                try:
+                    resp = await client.send(request)
+                finally:
+                    content.release()
             else:
                 resp = await client.request(method, self._url(key, path), headers=headers,
                                             params=params, content=content, json=json_body)

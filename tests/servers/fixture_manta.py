@@ -180,6 +180,8 @@ class MantaServer:
     agent_sock: str
     #: where the server keeps its namespace and bytes
     root: str
+    #: the server's process (to watch its memory)
+    pid: int = 0
     login: str = LOGIN
     subuser: str = SUBUSER
 
@@ -230,7 +232,7 @@ def _server(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Any], name
             *extra: str, tls: bool = False) -> MantaServer:
     info = shared_server(tmp_path_factory, name, _launcher(keys, *extra, tls=tls))
     return MantaServer(info["url"], info["version"], keys["keys"], keys["agent_sock"],
-                       info["root"])
+                       info["root"], info["pid"])
 
 
 @pytest.fixture(scope="session")
