@@ -328,6 +328,11 @@ class Backend(abc.ABC):
         if len(key.encode("utf-8", "surrogateescape")) > self.capabilities.max_key_length:
             raise NameTooLong(f"{key}: longer than {self.capabilities.max_key_length} bytes")
 
+    def local_path(self, key: str) -> str | None:
+        """The local file that holds ``key`` on ``capabilities.local`` stores (file://), so
+        reads can go straight to it; None elsewhere."""
+        return None
+
     async def statfs(self) -> StoreUsage | None:
         """Space used and available, where the store can tell (file://); None otherwise."""
         return None

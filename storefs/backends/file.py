@@ -37,6 +37,7 @@ from storefs.backends.base import (
     ListPage,
     Metadata,
     ObjectMeta,
+    StoreUsage,
     Upload,
 )
 from storefs.errors import (
@@ -191,6 +192,9 @@ class FileBackend(Backend):
 
     def path(self, key: str) -> Path:
         return self.root / key.rstrip("/") if key else self.root
+
+    def local_path(self, key: str) -> str | None:
+        return str(self.path(key))
 
     async def run(self, fn: Callable[[], T], what: str) -> T:
         try:
@@ -538,6 +542,14 @@ class FileBackend(Backend):
             return self._meta_of(key, p, os.lstat(p))
 
         return await self.run(update, key)
+
+    async def statfs(self) -> StoreUsage | None:
+        def usage() -> StoreUsage:
+            st = os.statvfs(self.root)
+            return StoreUsage(total=st.f_blocks * st.f_frsize, free=st.f_bavail * st.f_frsize,
+                              files=st.f_files, files_free=st.f_favail)
+
+        return await self.run(usage, "")
 
     def statistics(self) -> dict[str, object]:
         return {"requests": dict(self.requests)}

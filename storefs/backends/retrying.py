@@ -149,6 +149,9 @@ class RetryingBackend(Backend):
     def check_name(self, key: str) -> None:
         self.inner.check_name(key)
 
+    def local_path(self, key: str) -> str | None:
+        return self.inner.local_path(key)
+
     def is_transient(self, exc: BaseException) -> bool:
         return self.inner.is_transient(exc)
 

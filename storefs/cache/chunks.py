@@ -1,0 +1,177 @@
+"""The chunk cache: fixed-size pages of remote objects on local disk.
+
+A page is identified by ``(key, etag, index)``: bytes ``[index*size, (index+1)*size)`` of one
+*version* of an object.  Because the etag is part of the name, a changed object can never
+be served from pages of its old version, and nothing needs invalidating: old pages simply
+age out of the LRU.
+
+Pages live under ``<root>/<2 hex>/<sha256(key, etag)>.<index>`` (directory 0700, files
+0600, written to a temporary name and renamed so a crash never leaves a torn page).  The
+index of pages is kept in memory, least recently used first, and rebuilt from the
+directory at start-up (oldest access first), so the cache survives remounts.  The total
+size is capped; a full disk makes the cache shrink instead of failing reads.
+
+A small in-memory LRU keeps the last few pages, since the kernel reads a page in several
+128 KiB requests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_TMP = ".tmp-"
+
+
+def version_id(key: str, etag: str) -> str:
+    return hashlib.sha256(f"{key}\0{etag}".encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+
+class ChunkCache:
+    """Size-capped LRU of pages on disk (see the module docstring)."""
+
+    def __init__(self, root: Path, capacity: int, memory_pages: int = 16) -> None:
+        self.root = root
+        self.capacity = capacity
+        self.memory_pages = memory_pages
+        self._pages: OrderedDict[str, int] = OrderedDict()  # file name -> size, LRU first
+        self._memory: OrderedDict[str, bytes] = OrderedDict()
+        self.used = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.write_errors = 0
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        self._load()
+
+    def _load(self) -> None:
+        found: list[tuple[float, str, int]] = []
+        for sub in self.root.iterdir():
+            if not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if f.name.startswith(_TMP):
+                    f.unlink(missing_ok=True)
+                    continue
+                st = f.stat()
+                found.append((max(st.st_atime, st.st_mtime), f.name, st.st_size))
+        for _, name, size in sorted(found):
+            self._pages[name] = size
+            self.used += size
+        self._evict()
+
+    def _path(self, name: str) -> Path:
+        return self.root / name[:2] / name
+
+    @staticmethod
+    def name(key: str, etag: str, index: int) -> str:
+        return f"{version_id(key, etag)}.{index}"
+
+    def get(self, key: str, etag: str, index: int) -> bytes | None:
+        name = self.name(key, etag, index)
+        data = self._memory.get(name)
+        if data is not None:
+            self._memory.move_to_end(name)
+            if name in self._pages:
+                self._pages.move_to_end(name)
+            self.hits += 1
+            return data
+        if name not in self._pages:
+            self.misses += 1
+            return None
+        try:
+            with open(self._path(name), "rb") as f:
+                data = f.read()
+        except OSError:
+            self._forget(name)
+            self.misses += 1
+            return None
+        self._pages.move_to_end(name)
+        self._remember(name, data)
+        self.hits += 1
+        return data
+
+    def has(self, key: str, etag: str, index: int) -> bool:
+        return self.name(key, etag, index) in self._pages
+
+    def put(self, key: str, etag: str, index: int, data: bytes) -> None:
+        name = self.name(key, etag, index)
+        self._remember(name, data)
+        if name in self._pages or self.capacity <= 0:
+            return
+        path = self._path(name)
+        tmp = path.with_name(_TMP + name)
+        try:
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            self.write_errors += 1
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # the disk is full: make room by shrinking, reads go on from the store
+                self.capacity = max(0, self.used // 2)
+                log.warning("chunk cache: disk full, shrinking to %d bytes", self.capacity)
+                self._evict()
+            else:
+                log.warning("chunk cache: cannot write %s: %s", path, exc)
+            return
+        self._pages[name] = len(data)
+        self.used += len(data)
+        self._evict()
+
+    def _remember(self, name: str, data: bytes) -> None:
+        self._memory[name] = data
+        self._memory.move_to_end(name)
+        while len(self._memory) > self.memory_pages:
+            self._memory.popitem(last=False)
+
+    def _forget(self, name: str) -> None:
+        size = self._pages.pop(name, None)
+        if size is not None:
+            self.used -= size
+        self._memory.pop(name, None)
+
+    def _evict(self) -> None:
+        while self.used > self.capacity and self._pages:
+            name, size = self._pages.popitem(last=False)
+            self.used -= size
+            self._memory.pop(name, None)
+            self.evictions += 1
+            with contextlib.suppress(OSError):
+                self._path(name).unlink()
+
+    def clear(self) -> None:
+        for name in list(self._pages):
+            with contextlib.suppress(OSError):
+                self._path(name).unlink()
+        self._pages.clear()
+        self._memory.clear()
+        self.used = 0
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "pages": len(self._pages),
+            "bytes": self.used,
+            "capacity": self.capacity,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "write_errors": self.write_errors,
+        }

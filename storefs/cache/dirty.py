@@ -1,0 +1,347 @@
+"""Dirty files: local changes of one file, spooled to disk until the store has them.
+
+A ``DirtyFile`` overlays a *base* (the version of the object the changes apply to, read
+through a version reader) with a sparse *spool* file in the cache directory:
+
+* ``valid``: byte ranges whose current contents are in the spool (written, or uploaded
+  and kept);
+* ``modified``: ranges changed since the base (a subset of ``valid``); parts of an upload
+  that touch none of them can be copied on the server instead of re-sent;
+* ``base_limit``: base bytes count only below it (a truncate cuts the base for good:
+  extending the file again shows zeros, not the old bytes);
+* everything else up to ``size`` reads as zeros.
+
+Memory stays bounded whatever the file size: bytes live in the spool, never in RAM.
+
+Crash safety (nothing acknowledged is lost after ``kill -9``)
+    Each dirty file has a directory ``<cache>/dirty/<id>/`` holding ``data`` (the spool),
+    ``state.json`` (key, base etag and size, expected store state, POSIX metadata, the
+    ``valid`` ranges and size at the time it was written, and the name of the current log)
+    and ``log.N``: one fixed-size record per write or truncate, appended before the write
+    is acknowledged.  Both are written with plain ``write(2)``: the kernel keeps them if the
+    process dies.  ``state.json`` is replaced atomically (write + rename) and starts a new
+    log, so a state and its log always belong together.  The next mount replays the log
+    onto the state and finishes the upload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+import struct
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from storefs.backends.base import ETag, Metadata
+from storefs.cache.extents import Extents
+from storefs.cache.fetch import ReadAhead, VersionReader
+from storefs.errors import NoSpace, StorefsError
+
+_RECORD = struct.Struct("<BQQ")
+_WRITE = 1
+_TRUNCATE = 2
+STATE = "state.json"
+DATA = "data"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What this mount believes the store holds at the key: an upload is conditional on it,
+    so a change made meanwhile by another client is detected, not overwritten."""
+
+    #: the etag the object must still have (None: see ``absent``)
+    etag: ETag | None = None
+    #: the key must not exist
+    absent: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"etag": self.etag, "absent": self.absent}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> Expect:
+        raw = raw or {}
+        etag = raw.get("etag")
+        return cls(ETag(etag) if etag else None, bool(raw.get("absent")))
+
+
+#: no condition: stores without conditional writes, where the last writer wins
+UNCONDITIONAL = Expect()
+
+
+def _full_write(fd: int, data: bytes | memoryview, offset: int | None = None) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        view = view[n:]
+        if offset is not None:
+            offset += n
+
+
+class DirtyFile:
+    """Local changes of one file (see the module docstring).
+
+    Mutations (``write``, ``truncate``) are synchronous and must be serialised by the
+    caller (the filesystem holds ``lock`` around them and around uploads); reads may run
+    concurrently with each other.
+    """
+
+    def __init__(self, directory: Path, key: str, size: int, *,
+                 base: VersionReader | None, base_etag: ETag | None, expect: Expect,
+                 metadata: Metadata, content_type: str | None, journal: bool = True) -> None:
+        self.dir = directory
+        self.id = directory.name
+        self.key = key
+        self.size = size
+        self.base = base
+        self.base_etag = base_etag
+        self.base_limit = base.size if base is not None else 0
+        self.valid = Extents()
+        self.modified = Extents()
+        self.expect = expect
+        self.metadata: dict[str, str] = dict(metadata)
+        self.content_type = content_type
+        self.journal = journal
+        #: bumped by every change; an upload of generation g makes the file clean if no
+        #: change came after
+        self.generation = 1
+        self.uploaded_generation = 0
+        #: detached from any name (unlinked while open): never uploaded
+        self.orphan = False
+        self.last_error: StorefsError | None = None
+        self.next_attempt = 0.0
+        self.attempts = 0
+        self.lock = trio.Lock()
+        #: write-back's state of a multipart upload streamed while the file is written
+        self.stream: Any = None
+        self._log_seq = 0
+        self._log_fd = -1
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.fd = os.open(directory / DATA, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        if journal:
+            self.save_state()
+
+    # -- creation and recovery --------------------------------------------------------------
+
+    @classmethod
+    def create(cls, root: Path, key: str, size: int, **kwargs: Any) -> DirtyFile:
+        directory = root / f"{int(time.time())}-{secrets.token_hex(6)}"
+        return cls(directory, key, size, **kwargs)
+
+    @classmethod
+    def recover(cls, directory: Path) -> DirtyFile:
+        """Rebuild a dirty file from its state and log after a crash (no base reader yet:
+        the caller attaches one for ``base_etag``)."""
+        state = json.loads((directory / STATE).read_text())
+        self = cls.__new__(cls)
+        self.dir = directory
+        self.id = directory.name
+        self.key = state["key"]
+        self.size = state["size"]
+        self.base = None
+        base_etag = state.get("base_etag")
+        self.base_etag = ETag(base_etag) if base_etag else None
+        self.base_limit = state["base_limit"]
+        self.valid = Extents([(a, b) for a, b in state["valid"]])
+        self.modified = self.valid.copy()
+        self.expect = Expect.from_json(state.get("expect"))
+        self.metadata = dict(state.get("metadata") or {})
+        self.content_type = state.get("content_type")
+        self.journal = True
+        self.generation = 1
+        self.uploaded_generation = 0
+        self.orphan = False
+        self.last_error = None
+        self.next_attempt = 0.0
+        self.attempts = 0
+        self.lock = trio.Lock()
+        self.stream = None
+        self._log_seq = state["log"]
+        self._log_fd = -1
+        self.fd = os.open(directory / DATA, os.O_RDWR | os.O_CLOEXEC)
+        log_path = directory / f"log.{self._log_seq}"
+        raw = log_path.read_bytes() if log_path.exists() else b""
+        usable = len(raw) - len(raw) % _RECORD.size  # a torn last record was never acked
+        if usable or state.get("pending", True):
+            for op, a, b in _RECORD.iter_unpack(raw[:usable]):
+                if op == _WRITE:
+                    self.valid.add(a, a + b)
+                    self.size = max(self.size, a + b)
+                elif op == _TRUNCATE:
+                    self._apply_truncate(a)
+        else:
+            # uploaded and unchanged since: nothing to finish
+            self.uploaded_generation = self.generation
+        self.modified = self.valid.copy()
+        self.save_state()
+        return self
+
+    # -- journal -----------------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        """Write ``state.json`` atomically and start a new, empty log."""
+        if not self.journal:
+            return
+        self._log_seq += 1
+        new_log = self.dir / f"log.{self._log_seq}"
+        fd = os.open(new_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
+                     0o600)
+        state = {
+            "version": 1,
+            "key": self.key,
+            "size": self.size,
+            "base_etag": self.base_etag if self.base is not None or self.base_etag else None,
+            "base_limit": self.base_limit,
+            "valid": [[a, b] for a, b in self.valid],
+            "expect": self.expect.to_json(),
+            "metadata": self.metadata,
+            "content_type": self.content_type,
+            "log": self._log_seq,
+            "pending": not self.clean,
+            "saved": time.time(),
+        }
+        tmp = self.dir / (STATE + ".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.dir / STATE)
+        old_fd, old_seq = self._log_fd, self._log_seq - 1
+        self._log_fd = fd
+        if old_fd >= 0:
+            os.close(old_fd)
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / f"log.{old_seq}").unlink()
+
+    def _log(self, op: int, a: int, b: int) -> None:
+        if self.journal and self._log_fd >= 0:
+            _full_write(self._log_fd, _RECORD.pack(op, a, b))
+
+    def stop_journal(self) -> None:
+        """Forget the journal (the file was unlinked): a crash must not resurrect it."""
+        self.journal = False
+        if self._log_fd >= 0:
+            os.close(self._log_fd)
+            self._log_fd = -1
+        for p in self.dir.iterdir():
+            if p.name != DATA:
+                p.unlink(missing_ok=True)
+
+    # -- changes -----------------------------------------------------------------------------
+
+    @property
+    def clean(self) -> bool:
+        return self.uploaded_generation == self.generation
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Put ``data`` at ``offset``; returns only when it is safe from a crash."""
+        try:
+            _full_write(self.fd, data, offset)
+            self._log(_WRITE, offset, len(data))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"{self.key}: the cache disk is full") from exc
+            raise
+        end = offset + len(data)
+        self.valid.add(offset, end)
+        self.modified.add(offset, end)
+        self.size = max(self.size, end)
+        self.generation += 1
+
+    def _apply_truncate(self, size: int) -> None:
+        self.valid.truncate(size)
+        self.modified.truncate(size)
+        self.base_limit = min(self.base_limit, size)
+        if size < self.size:
+            os.ftruncate(self.fd, size)
+        self.size = size
+
+    def truncate(self, size: int) -> None:
+        self._log(_TRUNCATE, size, 0)
+        old = self.size
+        self._apply_truncate(size)
+        if size > old:
+            # the new bytes are zeros that differ from whatever the base held there
+            self.modified.add(old, size)
+            self.valid.add(old, size)
+        self.generation += 1
+
+    def set_metadata(self, metadata: Metadata, content_type: str | None = None) -> None:
+        self.metadata = dict(metadata)
+        if content_type is not None:
+            self.content_type = content_type
+        self.generation += 1
+        self.save_state()
+
+    def uploaded(self, generation: int, base: VersionReader, etag: ETag) -> None:
+        """The store now holds generation ``generation`` as version ``etag``."""
+        if self.base is not None and self.base is not base:
+            self.base.close()
+        self.base = base
+        self.base_etag = etag
+        self.base_limit = self.size
+        self.expect = Expect(etag) if self.expect != UNCONDITIONAL else UNCONDITIONAL
+        self.uploaded_generation = generation
+        if generation == self.generation:
+            self.modified.clear()
+        self.last_error = None
+        self.attempts = 0
+        self.save_state()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def spool_read(self, start: int, end: int) -> bytes:
+        data = os.pread(self.fd, end - start, start)
+        if len(data) < end - start:
+            # a sparse tail that was never written reads as zeros
+            data += bytes(end - start - len(data))
+        return data
+
+    async def read(self, start: int, end: int, ahead: ReadAhead | None = None) -> bytes:
+        """Current bytes ``[start, end)``, merged from spool, base and zeros."""
+        end = min(end, self.size)
+        if end <= start:
+            return b""
+        if self.valid.contains(start, end):
+            return self.spool_read(start, end)
+        out = bytearray()
+        for a, b, inside in self.valid.pieces(start, end):
+            if inside:
+                out += self.spool_read(a, b)
+                continue
+            if self.base is not None and a < self.base_limit:
+                bb = min(b, self.base_limit)
+                out += await self.base.read(a, bb, ahead)
+                a = bb
+            if a < b:
+                out += bytes(b - a)
+        return bytes(out)
+
+    def copyable(self, start: int, end: int) -> bool:
+        """Whether ``[start, end)`` is unchanged base data (a server-side copy candidate)."""
+        return (self.base is not None and end <= self.base_limit
+                and not self.modified.overlaps(start, end))
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def discard(self) -> None:
+        """Remove the spool and journal (after upload, or when the file is gone)."""
+        if self.base is not None:
+            self.base.close()
+            self.base = None
+        for fd in (self.fd, self._log_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.fd = self._log_fd = -1
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"key": self.key, "size": self.size, "pending": not self.clean,
+                "modified_bytes": self.modified.total(),
+                "error": str(self.last_error) if self.last_error else None,
+                "attempts": self.attempts, "spool": str(self.dir)}
