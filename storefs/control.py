@@ -111,7 +111,9 @@ async def _connection(stream: trio.SocketStream, handler: Handler) -> None:
         except Exception as exc:
             log.exception("control request %s failed", request.get("cmd"))
             result = {"ok": False, "error": f"internal error: {exc}"}
-        await send({**result, "done": True})
+        # the answer to "umount" goes out while the mount is shutting down around us
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await send({**result, "done": True})
 
 
 def request(mountpoint: Path | str | None, cmd: dict[str, Any], *,

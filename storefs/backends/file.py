@@ -85,6 +85,32 @@ def translate(exc: OSError, what: str) -> StorefsError:
     return err
 
 
+def _parse_ns(value: str) -> int | None:
+    """``seconds[.fraction]`` -> nanoseconds, exactly (a float would round)."""
+    whole, _, frac = value.strip().partition(".")
+    if not whole.lstrip("-").isdigit() or (frac and not frac.isdigit()):
+        return None
+    return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+
+
+def _format_ns(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def _set_mtime(path: Path, mtime: str, *, follow_symlinks: bool = True) -> None:
+    ns = _parse_ns(mtime)
+    if ns is not None:
+        os.utime(path, ns=(ns, ns), follow_symlinks=follow_symlinks)
+
+
+def _set_symlink_owner(path: Path, metadata: Metadata) -> None:
+    """A symlink carries no xattrs: its owner is the real one (root can set it)."""
+    uid, gid = metadata.get("uid", ""), metadata.get("gid", "")
+    if uid.isdigit() and gid.isdigit():
+        with contextlib.suppress(PermissionError):
+            os.lchown(path, int(uid), int(gid))
+
+
 def _is_symlink_meta(metadata: Metadata) -> bool:
     mode = metadata.get("mode", "")
     return mode.isdigit() and stat.S_ISLNK(int(mode))
@@ -213,7 +239,7 @@ class FileBackend(Backend):
         if stat.S_ISLNK(st.st_mode):
             # symlinks carry no user xattrs on Linux; their attributes are their own
             return {"mode": str(stat.S_IFLNK | 0o777), "uid": str(st.st_uid),
-                    "gid": str(st.st_gid), "mtime": f"{st.st_mtime_ns / 1e9:.9f}"}
+                    "gid": str(st.st_gid), "mtime": _format_ns(st.st_mtime_ns)}
         try:
             raw = os.getxattr(p, XATTR)
         except OSError as exc:
@@ -265,8 +291,7 @@ class FileBackend(Backend):
         try:
             self._write_meta(tmp, metadata)
             if mtime := metadata.get("mtime"):
-                t = float(mtime)
-                os.utime(tmp, (t, t))
+                _set_mtime(tmp, mtime)
             self._check(key, if_match, if_none_match)
             if if_none_match:
                 # link fails atomically when the name exists: O_EXCL semantics
@@ -404,8 +429,8 @@ class FileBackend(Backend):
         os.symlink(os.fsdecode(data), tmp)
         try:
             if mtime := metadata.get("mtime"):
-                t = float(mtime)
-                os.utime(tmp, (t, t), follow_symlinks=False)
+                _set_mtime(tmp, mtime, follow_symlinks=False)
+            _set_symlink_owner(tmp, metadata)
             if if_none_match:
                 self._check(key, None, True)
             os.replace(tmp, target)
@@ -505,8 +530,7 @@ class FileBackend(Backend):
             p.mkdir(mode=0o755)
             self._write_meta(p, metadata)
             if mtime := metadata.get("mtime"):
-                t = float(mtime)
-                os.utime(p, (t, t))
+                _set_mtime(p, mtime)
             return self._meta_of(key, p, os.lstat(p))
 
         return await self.run(mkdir, key)
@@ -534,11 +558,12 @@ class FileBackend(Backend):
             mtime = metadata.get("mtime")
             if stat.S_ISLNK(st.st_mode):
                 if mtime:
-                    os.utime(p, (float(mtime), float(mtime)), follow_symlinks=False)
+                    _set_mtime(p, mtime, follow_symlinks=False)
+                _set_symlink_owner(p, metadata)
             else:
                 self._write_meta(p, metadata)
                 if mtime:
-                    os.utime(p, (float(mtime), float(mtime)))
+                    _set_mtime(p, mtime)
             return self._meta_of(key, p, os.lstat(p))
 
         return await self.run(update, key)
