@@ -12,9 +12,9 @@ import contextlib
 import importlib
 import itertools
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncContextManager
 
 import pytest
 
@@ -30,7 +30,7 @@ class FactoryContext:
     name: str
 
 
-Factory = Callable[[FactoryContext], AsyncContextManager[Backend]]
+Factory = Callable[[FactoryContext], AbstractAsyncContextManager[Backend]]
 
 _counter = itertools.count()
 

@@ -36,7 +36,8 @@ async def put(backend: Backend, key: str, data: bytes, **meta: str) -> ObjectMet
     return await backend.put(key, data, meta)
 
 
-async def list_all(backend: Backend, prefix: str, delimiter: str = "/") -> tuple[list[str], list[str]]:
+async def list_all(backend: Backend, prefix: str,
+                   delimiter: str = "/") -> tuple[list[str], list[str]]:
     keys: list[str] = []
     prefixes: list[str] = []
     async for page in backend.list(prefix, delimiter=delimiter):

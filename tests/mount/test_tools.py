@@ -149,9 +149,11 @@ def test_dd_with_seek_edits_in_place(mounted: Mounted, tmp_path: Path) -> None:
 
 def test_tar_create_and_extract(mounted: Mounted, tmp_path: Path) -> None:
     src = make_tree(tmp_path / "src")
-    mounted.sh(f"tar --format=posix -C {src} -cf $M/archive.tar . && mkdir $M/x && tar -C $M/x -xpf $M/archive.tar")
+    mounted.sh(f"tar --format=posix -C {src} -cf $M/archive.tar . && mkdir $M/x && "
+               "tar -C $M/x -xpf $M/archive.tar")
     assert diff(describe(src), describe(mounted.path / "x")) == []
-    mounted.sh(f"mkdir {tmp_path}/back && tar --format=posix -C $M/x -cf - . | tar -C {tmp_path}/back -xpf -")
+    mounted.sh(f"mkdir {tmp_path}/back && "
+               f"tar --format=posix -C $M/x -cf - . | tar -C {tmp_path}/back -xpf -")
     assert diff(describe(src), describe(tmp_path / "back")) == []
 
 
@@ -381,7 +383,7 @@ def test_readdir_pages_are_complete_and_stable(mounted: Mounted) -> None:
     for sub in ("s1", "s2"):
         (d / sub).mkdir()
     listed = os.listdir(d)
-    assert sorted(listed) == sorted(names + ["s1", "s2"])
+    assert sorted(listed) == sorted([*names, "s1", "s2"])
     assert len(listed) == len(set(listed))
     out = mounted.sh("ls -la $M/many | wc -l").stdout.strip()
     assert int(out) >= 402
