@@ -380,6 +380,14 @@ class S3Backend(Backend):
         if size > MAX_METADATA:
             raise TooLarge(f"{self.where(key)}: user metadata is {size} bytes; "
                            f"S3 keeps at most {MAX_METADATA}")
+        limit = self.settings.max_metadata_value
+        if limit is not None:
+            # Swift's S3 layer answers a longer value with 500 InternalError, which would be
+            # retried in vain: refuse it here, with the reason
+            for k, v in metadata.items():
+                if len(v.encode()) > limit:
+                    raise TooLarge(f"{self.where(key)}: metadata value {k!r} is "
+                                   f"{len(v.encode())} bytes; this server keeps at most {limit}")
         bad = [k for k, v in metadata.items() if not (k + v).isascii()]
         if bad:
             raise ConfigError(f"{self.where(key)}: metadata {bad[0]!r} is not ASCII")

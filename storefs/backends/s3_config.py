@@ -74,6 +74,8 @@ OPTIONS: dict[str, str] = {
     "copy_part_size": "part size of multipart copies (default 512MiB)",
     "list_page_size": "keys per ListObjectsV2 page (default 1000)",
     "check_etag": "compare the ETag of each PUT with the MD5 of the bytes (default true)",
+    "max_metadata_value": "longest user metadata value the server keeps, in bytes "
+                          "(default: no limit but S3's 2 KiB in all; Swift's S3 layer: 256)",
     "config_file": "YAML file with the settings above (connector shape accepted)",
 }
 
@@ -231,6 +233,8 @@ class S3Settings:
     copy_part_size: int
     list_page_size: int
     check_etag: bool
+    #: None: only S3's 2 KiB total applies
+    max_metadata_value: int | None = None
     #: the file settings (3 and 4 above) came from, for messages
     sources: tuple[str, ...] = ()
 
@@ -459,6 +463,7 @@ def resolve(
         copy_part_size=copy_part,
         list_page_size=page,
         check_etag=flag("check_etag", True),
+        max_metadata_value=size("max_metadata_value", 0) or None,
         sources=tuple(w for w, _ in files),
     )
     on = settings.is_aws if cond == "auto" else cond in _TRUE or cond == "on"

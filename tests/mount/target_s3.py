@@ -28,7 +28,11 @@ def mount_target(server: S3Server, bucket: str, prefix: str) -> MountTarget:
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     source = f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
-    return MountTarget(source=source, options=options, env=env)
+    lacks: dict[str, str] = {}
+    if "max_metadata_value" in options:
+        lacks["large_xattrs"] = (f"user metadata values of at most {options['max_metadata_value']}"
+                                 " bytes on this server (docs/backends/s3.md)")
+    return MountTarget(source=source, options=options, env=env, lacks=lacks)
 
 
 def _factory(name: str) -> TargetFactory:

@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -32,12 +32,14 @@ class S3Server:
     #: what conditional_writes is set to for this server: moto implements If-None-Match
     #: and If-Match on PUT; Swift's S3 layer answers 501 NotImplemented
     conditional_writes: str
+    #: more options this server needs (Swift: its 256-byte limit on metadata values)
+    extra: dict[str, str] = field(default_factory=dict)
 
     def options(self, **more: str) -> dict[str, str]:
         """``-o`` options that reach this server."""
         return {"endpoint": self.endpoint, "access_key": self.access_key,
                 "secret_key": self.secret_key, "region": self.region,
-                "conditional_writes": self.conditional_writes, **more}
+                "conditional_writes": self.conditional_writes, **self.extra, **more}
 
 
 def s3_server(request: pytest.FixtureRequest, name: str) -> S3Server:
@@ -46,7 +48,7 @@ def s3_server(request: pytest.FixtureRequest, name: str) -> S3Server:
         return S3Server("moto", info["endpoint"], info["access_key"], info["secret_key"],
                         info["region"], "on")
     return S3Server("swift", info["s3_endpoint"], info["s3_access_key"], info["s3_secret_key"],
-                    info["s3_region"], "off")
+                    info["s3_region"], "off", {"max_metadata_value": "256"})
 
 
 def _add_md5(params: dict[str, Any], **_: Any) -> None:

@@ -214,3 +214,17 @@ async def test_requester_pays_goes_with_every_request(request: pytest.FixtureReq
         await backend.delete_many(["p", "q"])
         assert len(seen) == 7  # put, get, head, list, head+copy, delete
         assert all(payer == "requester" for _, payer in seen), seen
+
+
+async def test_swift_metadata_value_limit_fails_fast(request: pytest.FixtureRequest) -> None:
+    # Swift's S3 layer answers a value above 256 bytes with 500 InternalError, which the
+    # retry layer would retry for its whole deadline; max_metadata_value refuses it at once
+    server = s3_server(request, "swift")
+    ensure_bucket(server, BUCKET)
+    async with _backend(server) as backend:
+        await backend.put("ok", b"", {"xattr": "v" * 256})
+        assert (await backend.head("ok")).metadata["xattr"] == "v" * 256
+        with pytest.raises(TooLarge, match="'xattr' is 257 bytes; this server keeps at most 256"):
+            await backend.put("big", b"", {"xattr": "v" * 257})
+        with pytest.raises(TooLarge):
+            await backend.set_metadata("ok", {"xattr": "v" * 300})
