@@ -37,8 +37,8 @@ def parse_size(text: str) -> int:
     m = re.fullmatch(r"(\d+)\s*([KMGT]?)(i?B)?", text.strip(), re.IGNORECASE)
     if m is None:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 256M, 1G)")
-    power: int = "_KMGT".index(m.group(2).upper() or "_")
-    return int(m.group(1)) * 1024**power
+    power = "_KMGT".index(str(m.group(2)).upper() or "_")
+    return int(m.group(1)) << (10 * power)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -126,9 +126,9 @@ def table(store: str, params: Params, names: list[str], outcomes: dict[str, Outc
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "| " + " | ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ) + " |"
+        padded = [c.ljust(w) if i == 0 else c.rjust(w)
+                  for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        return "| " + " | ".join(padded) + " |"
 
     out = [f"### {store}", "", line(header),
            "|" + "|".join(("-" * (w + 1) + ":") if i else "-" * (w + 2)
