@@ -26,9 +26,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -36,6 +36,7 @@ from bench.stores import Store, tool_env
 from tests.servers._shared import free_port
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -84,33 +85,42 @@ def proc_usage(pid: int | None) -> tuple[float, int] | None:
     return cpu, hwm
 
 
-@contextlib.contextmanager
-def watchdog(mount: Mount, seconds: float, what: str) -> Iterator[None]:
-    """Abort the mount's FUSE connection if ``what`` runs longer than ``seconds``, so a
-    hung file system call fails (ENOTCONN) instead of hanging the benchmark."""
-    fired: list[bool] = []
+def guarded(mount: Mount, seconds: float, what: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a worker thread.  A file system call blocked in a hung FUSE mount
+    cannot be interrupted (not even by Ctrl-C), so after ``seconds``, or on Ctrl-C, this
+    aborts the mount's FUSE connection: the blocked call fails (ENOTCONN) and the worker
+    ends.  Raises ``TimeoutError`` (with the tool's own state, where it has one) then."""
+    result: list[T] = []
+    error: list[BaseException] = []
 
-    def fire() -> None:
-        fired.append(True)
-        print(f"[bench] {what} still running after {seconds:.0f}s: aborting the mount",
-              file=sys.stderr, flush=True)
-        if mount.mountpoint is not None:
-            abort_fuse(mount.mountpoint)
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:
+            error.append(exc)
 
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
+    worker = threading.Thread(target=target, name=what, daemon=True)
+    worker.start()
+    deadline = time.monotonic() + seconds
     try:
-        yield
-    except OSError as exc:
-        if fired:
-            raise TimeoutError(f"{what}: no answer within {seconds:.0f}s (mount aborted)"
-                               ) from exc
+        while worker.is_alive():
+            worker.join(0.1)
+            if worker.is_alive() and time.monotonic() > deadline:
+                state = mount.diagnose()
+                print(f"[bench] {what} still running after {seconds:.0f}s: aborting the "
+                      "mount", file=sys.stderr, flush=True)
+                mount.abort()
+                worker.join(60)
+                raise TimeoutError(f"{what}: not done within {seconds:.0f}s, mount aborted"
+                                   + (f"; state then: {state}" if state else ""))
+    except KeyboardInterrupt:
+        print(f"[bench] interrupted during {what}: aborting the mount", file=sys.stderr)
+        mount.abort()
+        worker.join(60)
         raise
-    finally:
-        timer.cancel()
-    if fired:
-        raise TimeoutError(f"{what}: no answer within {seconds:.0f}s (mount aborted)")
+    if error:
+        raise error[0]
+    return result[0]
 
 
 def _wait(check: Any, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
@@ -151,6 +161,14 @@ class Mount:
     def requests(self) -> dict[str, int] | None:
         """Store requests so far, by kind (storefs only)."""
         return None
+
+    def diagnose(self) -> str:
+        """What the tool says it is doing (for a report on a hang)."""
+        return ""
+
+    def abort(self) -> None:
+        if self.mountpoint is not None:
+            abort_fuse(self.mountpoint)
 
     def log_tail(self, lines: int = 30) -> str:
         if self.log is None or not self.log.exists():
@@ -217,6 +235,16 @@ class StorefsMount(Mount):
     def requests(self) -> dict[str, int] | None:
         counts: dict[str, int] = dict(self.status()["requests"]["requests"])
         return counts
+
+    def diagnose(self) -> str:
+        try:
+            st = self.status()
+        except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
+            return f"storefs status failed: {exc}"
+        keep = {k: st.get(k) for k in ("requests", "pending", "writeback", "reads")}
+        keep["filesystem"] = {k: v for k, v in st.get("filesystem", {}).items()
+                              if k != "operations"}
+        return json.dumps(keep)
 
     def stop(self) -> None:
         assert self.mountpoint is not None

@@ -61,7 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="scratch space (default: a new directory under /var/tmp, removed "
                         "at the end)")
     p.add_argument("--keep", action="store_true", help="keep the workdir (logs) at the end")
-    p.add_argument("--timeout", type=float, default=900,
+    p.add_argument("--timeout", type=float, default=600,
                    help="seconds one scenario may take before its mount is aborted")
     p.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/)")
     args = p.parse_args(argv)

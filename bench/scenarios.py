@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.contestants import Contestant, DirectMount, Mount, drop_caches, proc_usage, watchdog
+from bench.contestants import Contestant, DirectMount, Mount, drop_caches, guarded, proc_usage
 
 MiB = 1 << 20
 BLOCK = MiB
@@ -43,7 +43,7 @@ class Params:
     rename_size: int = 100 * MiB
     rename_files: int = 100
     stats: int = 1000
-    timeout: float = 900.0
+    timeout: float = 600.0
 
 
 @dataclass
@@ -145,8 +145,7 @@ class Runner:
               flush=True)
         before = m.requests() if self.c.kind == "storefs" else None
         try:
-            with watchdog(m, self.p.timeout, f"{self.c.name} {key}"):
-                self.out.values[key] = fn()
+            self.out.values[key] = guarded(m, self.p.timeout, f"{self.c.name} {key}", fn)
         except Exception as exc:  # recorded, the run goes on
             msg = f"{type(exc).__name__}: {exc}"
             tail = m.log_tail()
@@ -172,7 +171,10 @@ class Runner:
             print(f"[bench]   mount failed: {exc}", file=sys.stderr, flush=True)
             return
         try:
-            body(m)
+            # the session's own calls (mkdir, cleanup) are guarded too
+            guarded(m, self.p.timeout * 8, f"{self.c.name} {name} session", lambda: body(m))
+        except TimeoutError as exc:
+            self.out.errors[f"{name} session"] = str(exc)
         finally:
             usage = proc_usage(m.pid()) if self.c.is_fuse else None
             if usage is not None:
@@ -281,9 +283,8 @@ class Runner:
         self._measure(m, "rename_dir", rename_dir)
         # untimed: the scratch space goes (fake-gcs-server keeps objects in RAM)
         try:
-            with watchdog(m, self.p.timeout, f"{self.c.name} cleanup"):
-                shutil.rmtree(scratch)
-        except OSError as exc:
+            guarded(m, self.p.timeout, f"{self.c.name} cleanup", lambda: shutil.rmtree(scratch))
+        except (OSError, TimeoutError) as exc:
             self.out.notes["cleanup"] = f"rm -r {rel} failed: {exc}"
 
     # -- read sessions -----------------------------------------------------------------
