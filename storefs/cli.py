@@ -153,6 +153,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         if is_secret(name):
             logs.add_secret(value)
     log_file = Path(args.log_file).expanduser() if args.log_file else None
+    _check_log_file(log_file or request.options.cache_dir() / "storefs.log")
 
     def serve(ready: Any) -> int:
         import trio
@@ -178,6 +179,15 @@ def cmd_mount(args: argparse.Namespace) -> int:
     from storefs.daemon import daemonize
 
     return daemonize(serve)
+
+
+def _check_log_file(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise ConfigError(f"log file {path}: {exc.strerror}") from exc
 
 
 def cmd_options(args: argparse.Namespace) -> int:

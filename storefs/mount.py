@@ -96,13 +96,16 @@ def lock_cache_dir(root: Path, source: Source) -> tuple[Path, int]:
 
 
 def check_cache_dir(root: Path) -> None:
-    """Refuse an unusable cache directory with a one-line reason (before daemonising)."""
-    probe = root
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"cache directory {root}: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    """Create the cache directory, or refuse it with a one-line reason (before
+    daemonising)."""
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"cache directory {root} is not a directory") from None
+    except OSError as exc:
+        reason = "not a directory" if exc.errno == errno.ENOTDIR else exc.strerror
+        raise ConfigError(f"cache directory {root}: {reason}") from exc
+    if not os.access(root, os.W_OK | os.X_OK):
         raise ConfigError(f"cache directory {root} is not writable")
 
 

@@ -17,6 +17,7 @@ slow disk never blocks the trio loop.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import json
@@ -353,18 +354,40 @@ class FileBackend(Backend):
                     out.append((key, st))
             return out
 
+        def names(rel: str) -> list[str]:
+            # keys of one directory without a stat each (d_type says which are dirs),
+            # sorted as a flat store lists them; only the page's entries are stat'ed
+            try:
+                with os.scandir(self.path(rel)) as it:
+                    keys = [rel + e.name + ("/" if e.is_dir(follow_symlinks=False) else "")
+                            for e in it if not e.name.startswith(TMP_PREFIX)]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            keys.sort()
+            return keys
+
         def page() -> ListPage:
-            entries = walk(prefix)
             if delimiter:
-                entries.sort(key=lambda kv: kv[0])
+                keys = names(prefix)
+                start = bisect.bisect_right(keys, token) if token is not None else 0
+                chunk_keys = keys[start:start + limit]
+                objects = []
+                for k in chunk_keys:
+                    p = self.path(k)
+                    try:
+                        objects.append(self._meta_of(k, p, os.lstat(p)))
+                    except FileNotFoundError:
+                        continue  # removed since the scan
+                more = start + limit < len(keys)
+                return ListPage(objects, [], chunk_keys[-1] if more and chunk_keys else None)
+            entries = walk(prefix)
             start = 0
             if token is not None:
                 while start < len(entries) and entries[start][0] <= token:
                     start += 1
             chunk = entries[start:start + limit]
             objects = [self._meta_of(k, self.path(k), st) for k, st in chunk]
-            if not delimiter:
-                objects = [o for o in objects if not o.is_dir]
+            objects = [o for o in objects if not o.is_dir]
             more = start + limit < len(entries)
             return ListPage(objects, [], chunk[-1][0] if more and chunk else None)
 

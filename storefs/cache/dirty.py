@@ -121,6 +121,8 @@ class DirtyFile:
         self.lock = trio.Lock()
         #: write-back's state of a multipart upload streamed while the file is written
         self.stream: Any = None
+        #: an upload of this file is running
+        self.uploading = False
         self._log_seq = 0
         self._log_fd = -1
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -163,6 +165,7 @@ class DirtyFile:
         self.attempts = 0
         self.lock = trio.Lock()
         self.stream = None
+        self.uploading = False
         self._log_seq = state["log"]
         self._log_fd = -1
         self.fd = os.open(directory / DATA, os.O_RDWR | os.O_CLOEXEC)

@@ -70,6 +70,8 @@ class StreamState:
     inflight: dict[int, _PartToken] = field(default_factory=dict)
     idle: trio.Event = field(default_factory=trio.Event)
     aborted: bool = False
+    #: an upload at flush took this stream over: no more parts are spawned for it
+    closing: bool = False
     begin_lock: trio.Lock = field(default_factory=trio.Lock)
 
     def __post_init__(self) -> None:
@@ -159,7 +161,9 @@ class WriteBack:
         st: StreamState | None = df.stream
         if st is not None:
             self._invalidate(df, st, start, end)
-        if not self.stream_enabled or self._nursery is None or df.orphan:
+        if not self.stream_enabled or self._nursery is None or df.orphan or df.uploading:
+            return
+        if st is not None and st.closing:
             return
         if df.base is not None and df.base_limit > 0:
             return  # edits of an existing object are uploaded at flush (with part copies)
@@ -220,8 +224,9 @@ class WriteBack:
     def _spawn(self, df: DirtyFile, st: StreamState, n: int) -> None:
         assert self._nursery is not None
         token = _PartToken()
+        if not st.inflight:
+            st.idle = trio.Event()  # a waiter always waits on the event that gets set
         st.inflight[n] = token
-        st.idle = trio.Event()
         self._nursery.start_soon(self._stream_part, df, st, n, token)
 
     async def _ensure_upload(self, df: DirtyFile, st: StreamState) -> Upload:
@@ -257,7 +262,7 @@ class WriteBack:
                 del st.inflight[n]
             if not st.inflight:
                 st.idle.set()
-            else:
+            if df.stream is st and not st.closing:
                 # keep the stream going as parts finish
                 self.after_write(df, 0, 0)
 
@@ -270,6 +275,7 @@ class WriteBack:
         if df.clean or df.orphan:
             return None
         generation = df.generation
+        df.uploading = True
         try:
             meta = await self._send(df, df.key, df.expect)
         except (PreconditionFailed, AlreadyExists) as exc:
@@ -280,6 +286,8 @@ class WriteBack:
             df.last_error = exc
             df.attempts += 1
             raise
+        finally:
+            df.uploading = False
         df.uploaded(generation, self.base_reader(df.key, meta), meta.etag)
         self.uploads += 1
         self.uploaded_bytes += meta.size
@@ -303,6 +311,7 @@ class WriteBack:
                          size: int) -> ObjectMeta:
         st: StreamState | None = df.stream
         if st is not None:
+            st.closing = True
             await st.idle.wait()
             usable = (not st.aborted and st.upload is not None and key == df.key
                       and math.ceil(size / st.part_size) <= self.caps.max_parts)

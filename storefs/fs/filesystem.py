@@ -224,9 +224,11 @@ class Filesystem:
         assert inode.path is not None
         return inode.path + "/" if inode.attr.is_dir and inode.path else inode.path
 
-    def _apply_meta(self, inode: Inode, meta: ObjectMeta) -> None:
-        """Take attributes from the store's ``meta`` (the inode has no local changes)."""
+    def _apply_meta(self, inode: Inode, meta: ObjectMeta, *, listed: bool = False) -> None:
+        """Take attributes from the store's ``meta`` (the inode has no local changes);
+        ``listed``: ``meta`` comes from a directory listing."""
         old = inode.meta.etag if inode.meta is not None else None
+        inode.listed = listed
         if not meta.metadata_complete and inode.complete and old == meta.etag and old:
             inode.checked = trio.current_time()
             return  # a listing without metadata says nothing new about this version
@@ -300,18 +302,18 @@ class Filesystem:
         meta: ObjectMeta | None = found.get("file")
         return meta
 
-    def _inode_from_meta(self, path: str, meta: ObjectMeta) -> Inode:
+    def _inode_from_meta(self, path: str, meta: ObjectMeta, *, listed: bool = False) -> Inode:
         inode = self.inodes.at(path)
         if inode is not None:
             if inode.dirty is not None or inode.local_only:
                 return inode
             if inode.attr.is_dir == meta.is_dir:
-                self._apply_meta(inode, meta)
+                self._apply_meta(inode, meta, listed=listed)
                 return inode
             # the type changed under us (another client): a new inode for the new object
         decoded = posix_meta.decode(meta, self.opts.defaults)
         inode = self.inodes.add(path, decoded.attr)
-        self._apply_meta(inode, meta)
+        self._apply_meta(inode, meta, listed=listed)
         return inode
 
     def _pending_child(self, path: str) -> Inode | None:
@@ -329,7 +331,8 @@ class Filesystem:
         now = trio.current_time()
         known = self.inodes.at(path)
         if known is not None and known.complete:
-            ttl = self.opts.dir_timeout if known.attr.is_dir else self.opts.attr_timeout
+            long = known.attr.is_dir or known.listed
+            ttl = self.opts.dir_timeout if long else self.opts.attr_timeout
             if now - known.checked < ttl:
                 return known
         if self.cache.is_negative(path):
@@ -396,7 +399,9 @@ class Filesystem:
         if inode.dirty is not None or inode.local_only:
             return
         if ttl is None:
-            ttl = self.opts.dir_timeout if inode.attr.is_dir else self.opts.attr_timeout
+            # a listing vouches for its entries as long as it answers lookups itself
+            long = inode.attr.is_dir or inode.listed
+            ttl = self.opts.dir_timeout if long else self.opts.attr_timeout
         if inode.complete and trio.current_time() - inode.checked < ttl:
             return
         path = inode.path
@@ -1116,6 +1121,8 @@ class Filesystem:
             name = obj.key[len(prefix):].rstrip("/")
             if _listable(name):
                 handle.add(name, Child(obj, obj.is_dir))
+                # lookups of these names while the listing goes on need no request
+                self.cache.put(_join(handle.path, name), obj)
         for p in page.prefixes:
             name = p[len(prefix):].rstrip("/")
             if _listable(name):
@@ -1148,7 +1155,7 @@ class Filesystem:
                 inode.complete = False
                 return inode
             return inode  # a pending local file that went away meanwhile
-        return self._inode_from_meta(path, child.meta)
+        return self._inode_from_meta(path, child.meta, listed=True)
 
     async def releasedir(self, fh: int) -> None:
         self.handles.dirs.pop(fh, None)

@@ -35,7 +35,7 @@ class StaleInode(StorefsError):
 class Inode:
     __slots__ = (
         "attr", "checked", "complete", "dirty", "implicit", "ino", "kernel_etag",
-        "local_only", "lookups", "meta", "opens", "path", "symlink_target", "xattrs",
+        "listed", "local_only", "lookups", "meta", "opens", "path", "symlink_target", "xattrs",
     )
 
     def __init__(self, ino: int, path: str | None, attr: Attr) -> None:
@@ -51,6 +51,8 @@ class Inode:
         self.complete = True
         #: trio time of the last check against the store
         self.checked = 0.0
+        #: that check was a directory listing (trusted for dir_timeout, like the listing)
+        self.listed = False
         self.lookups = 0
         self.opens = 0
         self.dirty: DirtyFile | None = None

@@ -118,7 +118,7 @@ class Mounted:
         return status
 
     def umount(self) -> None:
-        proc = storefs("umount", str(self.path))
+        proc = storefs("umount", str(self.path), "--timeout", "90", timeout=150)
         assert proc.returncode == 0, f"umount failed: {proc.stderr}"
         assert not is_mounted(self.path)
 
@@ -145,9 +145,14 @@ class Mounted:
            timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Run a shell script (``set -e``) with ``$M`` set to the mountpoint."""
         env = {**os.environ, "M": str(self.path)}
-        proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script],
-                              capture_output=True, text=True, cwd=cwd or self.path,
-                              env=env, timeout=timeout, check=False)
+        try:
+            proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script],
+                                  capture_output=True, text=True, cwd=cwd or self.path,
+                                  env=env, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            # a hung mount: abort it so the test fails instead of hanging the suite
+            abort_fuse(self.path)
+            raise
         if check and proc.returncode != 0:
             raise AssertionError(f"script failed ({proc.returncode}):\n{script}\n"
                                  f"stdout: {proc.stdout[-2000:]}\nstderr: {proc.stderr[-2000:]}")
