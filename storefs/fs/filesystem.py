@@ -30,7 +30,7 @@ import logging
 import mimetypes
 import os
 import stat
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -1084,7 +1084,7 @@ class Filesystem:
         self.handles.dirs[handle.fh] = handle
         return handle
 
-    async def readdir(self, fh: int, start: int) -> AsyncIterator[tuple[str, Inode, int]]:
+    async def readdir(self, fh: int, start: int) -> AsyncGenerator[tuple[str, Inode, int], None]:
         """Entries from index ``start``: ``(name, inode, next offset)``.  The caller calls
         ``remember(inode)`` for every entry the kernel accepted."""
         self._count("readdir")

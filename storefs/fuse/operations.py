@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -197,11 +198,13 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
-        async for name, inode, next_id in self.fs.readdir(fh, start_id):
-            if not pyfuse3.readdir_reply(token, os.fsencode(name), self.entry(inode), next_id):
-                self.fs.drop_if_unused(inode)
-                return
-            self.fs.remember(inode)
+        async with contextlib.aclosing(self.fs.readdir(fh, start_id)) as entries:
+            async for name, inode, next_id in entries:
+                if not pyfuse3.readdir_reply(token, os.fsencode(name), self.entry(inode),
+                                             next_id):
+                    self.fs.drop_if_unused(inode)
+                    return
+                self.fs.remember(inode)
 
     @fuse_errors
     async def releasedir(self, fh: int) -> None:

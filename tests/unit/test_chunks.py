@@ -1,0 +1,37 @@
+"""The on-disk page cache: keyed by version, private, capped, kept across mounts."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from storefs.cache.chunks import ChunkCache
+
+
+def test_pages_are_per_version_private_and_persistent(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path / "c", capacity=10_000, memory_pages=1)
+    cache.put("k", "v1", 0, b"old bytes")
+    cache.put("k", "v2", 0, b"new bytes")
+    assert cache.get("k", "v1", 0) == b"old bytes"
+    assert cache.get("k", "v2", 0) == b"new bytes"
+    assert cache.get("k", "v3", 0) is None
+    assert stat.S_IMODE(os.stat(tmp_path / "c").st_mode) == 0o700
+    files = [p for p in (tmp_path / "c").rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    again = ChunkCache(tmp_path / "c", capacity=10_000)
+    assert again.get("k", "v2", 0) == b"new bytes"
+    assert again.used == len(b"old bytes") + len(b"new bytes")
+
+
+def test_capacity_evicts_least_recently_used(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path / "c", capacity=250, memory_pages=0)
+    for i in range(3):
+        cache.put("k", "e", i, bytes(100))
+    assert cache.used <= 250
+    assert cache.get("k", "e", 0) is None  # oldest went first
+    assert cache.get("k", "e", 2) == bytes(100)
+    cache.get("k", "e", 1)
+    cache.put("k", "e", 3, bytes(100))
+    assert cache.get("k", "e", 1) is not None and cache.get("k", "e", 2) is None
+    assert cache.statistics()["evictions"] == 2
