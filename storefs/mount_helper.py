@@ -12,8 +12,8 @@ daemonises and returns only once the mount is live), after
   options instead of refusing them; ``-v`` shows the command run);
 * passing ``ro``/``rw``, the kernel's flags (``allow_other``, ``noatime``...), storefs' own
   options (``uid=``, ``gid=``, ``umask=``, ``cache_dir=``... with user and group *names*
-  accepted for ``uid``/``gid``) and the backend's options on to ``storefs mount -o``; any
-  other option is refused with one line and exit status 1, before anything runs;
+  accepted for ``uid``/``gid``) and the backend's options on to ``storefs mount -o``, which
+  refuses any other option with one line and exit status 1 before anything is mounted;
 * its own options: ``setuid=USER`` runs the daemon as USER (supplementary groups, gid, uid
   and HOME/USER/LOGNAME set as a login would, root's XDG directories and ssh-agent
   dropped), ``credfile=PATH`` reads ``NAME=VALUE`` lines (the format of systemd's
@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storefs.errors import StorefsError
+from storefs.source import Source, parse_source
 
 PROG = "mount.storefs"
 
@@ -175,21 +176,19 @@ def _user(value: str) -> pwd.struct_passwd:
 
 def plan_mount(inv: Invocation) -> Plan:
     """Sort mount(8)'s options into what storefs gets, what the helper does, what is dropped;
-    refuses unknown and secret-bearing options (one line each)."""
-    from storefs.backends import backend_options
+    refuses secret-bearing options.  The names and values of the rest are checked by
+    ``storefs mount`` before it daemonises (one line each), or here for a fake (``-f``) or
+    sloppy (``-s``) mount: that needs the backend's module, and importing an SDK twice
+    would make every mount slower."""
     from storefs.config import is_secret
-    from storefs.options import KERNEL_FLAGS, KERNEL_VALUES, STOREFS_OPTIONS, parse_options
-    from storefs.source import parse_source
 
     source = parse_source(inv.source)
-    known_backend = backend_options(source)
     plan = Plan(inv.source, inv.mountpoint, [])
     for item in inv.options:
         name, eq, value = item.partition("=")
         if (name in MOUNT_FLAGS and not eq) or name.startswith("x-") or name == "comment":
             plan.dropped.append(item)
-            continue
-        if name in HELPER_OPTIONS:
+        elif name in HELPER_OPTIONS:
             if not value:
                 raise HelperError(f"option {name} needs a value: {name}=...")
             if name == "setuid":
@@ -198,29 +197,41 @@ def plan_mount(inv: Invocation) -> Plan:
                 plan.credfile = Path(value)
             else:
                 plan.log_file = value
-            continue
-        if is_secret(name):
+        elif is_secret(name):
             raise HelperError(
                 f"option {name} holds a secret, and mount options are readable by every "
                 f"user (fstab, /proc/mounts, ps): put it in a credentials file instead "
                 f"(-o credfile=/etc/storefs/NAME.env, mode 0600)")
-        if name in ("uid", "gid") and eq:
-            item = f"{name}={_numeric_id(name, value)}"
-        known = (name in ("ro", "rw") or name in STOREFS_OPTIONS or name in known_backend
-                 or (name in KERNEL_FLAGS and not eq) or (name in KERNEL_VALUES and eq))
-        if not known:
-            if inv.sloppy:
-                plan.dropped.append(item)
-                continue
+        elif name in ("uid", "gid") and eq:
+            plan.options.append(f"{name}={_numeric_id(name, value)}")
+        else:
+            plan.options.append(item)
+    if inv.sloppy or inv.fake:
+        _check_options(plan, source, drop_unknown=inv.sloppy)
+    return plan
+
+
+def _check_options(plan: Plan, source: Source, *, drop_unknown: bool) -> None:
+    """Refuse (or drop) the options ``storefs mount`` would refuse."""
+    from storefs.backends import backend_options
+    from storefs.options import KERNEL_FLAGS, KERNEL_VALUES, STOREFS_OPTIONS, parse_options
+
+    known_backend = backend_options(source)
+    kept: list[str] = []
+    for item in plan.options:
+        name, eq, _ = item.partition("=")
+        if (name in ("ro", "rw") or name in STOREFS_OPTIONS or name in known_backend
+                or (name in KERNEL_FLAGS and not eq) or (name in KERNEL_VALUES and eq)):
+            kept.append(item)
+        elif drop_unknown:
+            plan.dropped.append(item)
+        else:
             names = sorted({*STOREFS_OPTIONS, *known_backend, *KERNEL_FLAGS, *HELPER_OPTIONS})
             close = difflib.get_close_matches(name, names, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise HelperError(f"unknown option '{name}' for {source.scheme}: mounts{hint}; "
-                              f"'storefs options {inv.source}' lists them")
-        plan.options.append(item)
-    # values are checked now too (umask=abc, cache_size=lots), before anything runs
-    parse_options(plan.options, known_backend, source.scheme)
-    return plan
+            raise HelperError(f"unknown option '{name}' for {source.scheme}: mounts{hint}")
+    plan.options = kept
+    parse_options(kept, known_backend, source.scheme)  # values: umask=abc, cache_size=lots
 
 
 def storefs_command(plan: Plan, python: str = sys.executable) -> list[str]:

@@ -121,7 +121,6 @@ STOREFS_OPTIONS: dict[str, Spec] = {
     "readahead": Spec(_size("readahead"), 32 * MiB, "most bytes read ahead of a sequential reader"),
     "read_parallel": Spec(_int("read_parallel", 1), 8, "ranged GETs at once"),
     "write_parallel": Spec(_int("write_parallel", 1), 4, "parts uploaded at once"),
-    "part_size": Spec(_size("part_size"), 0, "multipart part size (default: the store's)"),
     "stream_uploads": Spec(_bool("stream_uploads"), True,
                            "send parts of a new big file while it is written"),
     "uid": Spec(_int("uid"), None, "show every file as owned by this user"),

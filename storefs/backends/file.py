@@ -51,6 +51,7 @@ from storefs.errors import (
     PermissionDenied,
     PreconditionFailed,
     StorefsError,
+    TooLarge,
     Unsupported,
 )
 from storefs.source import Source
@@ -209,6 +210,8 @@ class FileBackend(Backend):
             max_key_length=4096,
             local=True,
             list_page_size=page_size,
+            # one xattr holds them all; ext4 keeps at most a block of xattrs per file
+            max_metadata_size=3072,
             metadata_style="s3fs",
         )
 
@@ -265,7 +268,14 @@ class FileBackend(Backend):
 
     def _write_meta(self, p: Path, metadata: Metadata) -> None:
         if metadata:
-            os.setxattr(p, XATTR, json.dumps(dict(metadata), sort_keys=True).encode())
+            raw = json.dumps(dict(metadata), sort_keys=True).encode()
+            try:
+                os.setxattr(p, XATTR, raw)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.E2BIG):
+                    raise TooLarge(f"{p.name}: {len(raw)} bytes of metadata do not fit in "
+                                   "the directory's extended attributes") from exc
+                raise
         else:
             try:
                 os.removexattr(p, XATTR)

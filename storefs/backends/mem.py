@@ -139,6 +139,8 @@ class MemBackend(Backend):
             multipart_threshold=8 * MIB,
             min_part_size=5 * MIB,
             list_page_size=page_size,
+            # like S3: 2 KiB of user metadata per object
+            max_metadata_size=2048,
         )
 
     def describe(self) -> str:

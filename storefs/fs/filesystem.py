@@ -49,9 +49,9 @@ from storefs.errors import (
     NotADirectory,
     NotEmpty,
     NotFound,
-    PermissionDenied,
     ReadOnly,
     StorefsError,
+    TooLarge,
     Unsupported,
 )
 from storefs.fs import posix_meta
@@ -63,6 +63,9 @@ from storefs.fs.metacache import Child, Listing, MetaCache
 log = logging.getLogger(__name__)
 
 NAME_MAX = 255
+#: renameat2(2) flags, as the kernel passes them
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
 #: how many objects a directory rename copies at once
 TREE_PARALLEL = 16
 
@@ -75,6 +78,12 @@ class NoAttr(StorefsError):
 
 class InvalidArgument(StorefsError):
     errno = _errno.EINVAL
+
+
+class XattrTooBig(StorefsError):
+    """The xattrs would not fit in the store's metadata limit."""
+
+    errno = _errno.E2BIG
 
 
 class NotPermitted(StorefsError):
@@ -421,8 +430,8 @@ class Filesystem:
         md = posix_meta.encode(inode.attr, inode.xattrs, self.style, atime=atime)
         limit = self.caps.max_metadata_size
         if limit is not None and posix_meta.metadata_size(md) > limit:
-            raise NoSpace(f"{inode.path}: attributes and xattrs exceed the store's "
-                          f"{limit}-byte metadata limit")
+            raise TooLarge(f"{inode.path}: attributes and xattrs exceed the store's "
+                           f"{limit}-byte metadata limit")
         return md
 
     def _writable(self) -> None:
@@ -763,12 +772,12 @@ class Filesystem:
         src_path = src.path
         if dst is src:
             return
-        if flags & os.RENAME_EXCHANGE if hasattr(os, "RENAME_EXCHANGE") else flags & 2:
+        if flags & RENAME_EXCHANGE:
             if dst is None:
                 raise NotFound(dst_path)
             await self._exchange(src, dst)
             return
-        if dst is not None and flags & 1:  # RENAME_NOREPLACE
+        if dst is not None and flags & RENAME_NOREPLACE:
             raise AlreadyExists(dst_path)
         if dst_path.startswith(src_path + "/"):
             raise InvalidArgument("cannot move a directory into itself")
@@ -1195,7 +1204,7 @@ class Filesystem:
             facts = posix_meta.facts(inode.meta) if inode.meta is not None else {}
             if facts.get(name) == value:
                 return
-            raise PermissionDenied(f"{name} is read-only: it reports what the store holds")
+            raise NotPermitted(f"{name} is read-only: it reports what the store holds")
         await self._fresh(inode, ttl=0 if not inode.complete else None)
         if flags & 1 and name in inode.xattrs:  # XATTR_CREATE
             raise AlreadyExists(name)
@@ -1205,6 +1214,9 @@ class Filesystem:
         inode.xattrs = {**inode.xattrs, name: bytes(value)}
         try:
             await self._store_attrs(inode)
+        except (TooLarge, NoSpace) as exc:
+            inode.xattrs = old
+            raise XattrTooBig(str(exc)) from exc
         except BaseException:
             inode.xattrs = old
             raise
@@ -1213,7 +1225,7 @@ class Filesystem:
         self._writable()
         inode = self.inodes.get(ino)
         if name.startswith(posix_meta.FACTS_PREFIX):
-            raise PermissionDenied(f"{name} is read-only")
+            raise NotPermitted(f"{name} is read-only")
         await self._fresh(inode, ttl=0 if not inode.complete else None)
         if name not in inode.xattrs:
             raise NoAttr(name)
