@@ -8,11 +8,12 @@ uploads where the tool does that itself) and removes its cache directory.
 the upload is done, and so do ``rclone --vfs-cache-mode off`` (it streams the write and
 waits for the upload in FLUSH) and ``s3fs`` (it uploads in FLUSH).  ``rclone
 --vfs-cache-mode full`` returns from ``close`` as soon as the bytes are in its cache file
-and uploads later, so for it ``wait_stored`` polls the store through rclone's own remote
-control (``operations/list`` of the backend, not of the VFS) until every expected object is
-there with its full size; it is started with ``--vfs-write-back 0s`` so that the upload
-starts at once instead of after the default 5 s.  (rclone 1.60's ``vfs/stats`` counters
-``uploadsInProgress``/``uploadsQueued`` stay 0 during such an upload, so they cannot be used.)
+and uploads later, so for it ``wait_stored`` polls rclone's own remote control until
+``operations/list`` of the backend (not of the VFS) shows every expected object with its
+full size and ``core/stats`` lists no transfer in progress.  It is started with
+``--vfs-write-back 0s`` so that the upload starts at once instead of after the default
+5 s.  (rclone 1.60's ``vfs/stats`` counters ``uploadsInProgress``/``uploadsQueued`` stay 0
+during such an upload, so they cannot be used.)
 """
 
 from __future__ import annotations
@@ -331,12 +332,17 @@ class RcloneMount(ProcessMount):
             return {}
         return {i["Name"]: int(i["Size"]) for i in r.json().get("list", []) if not i["IsDir"]}
 
+    def _transferring(self) -> bool:
+        r = self.rc.post("/core/stats")
+        return r.status_code != 200 or bool(r.json().get("transferring"))
+
     def wait_stored(self, rel: str, expect: dict[str, int], timeout: float = 600) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             t = time.monotonic()
             listing = self._listing(rel)
-            if all(listing.get(name) == size for name, size in expect.items()):
+            if all(listing.get(name) == size for name, size in expect.items()) \
+                    and not self._transferring():
                 return t
             time.sleep(0.05)
         raise TimeoutError(f"rclone did not upload {rel} within {timeout:.0f}s")
