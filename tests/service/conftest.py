@@ -14,6 +14,7 @@ import fcntl
 import os
 import pwd
 import shutil
+import socket
 import stat
 import struct
 import subprocess
@@ -81,6 +82,36 @@ def process_gone(pid: int) -> bool:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
     return True
+
+
+class Notifications:
+    """A ``NOTIFY_SOCKET`` like systemd's (a path, or ``@name`` in the abstract namespace):
+    what a daemon sends to it (sd_notify(3))."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.received: list[str] = []
+
+    def seen(self, line: str) -> bool:
+        return any(line in msg.splitlines() for msg in self.received)
+
+    def wait(self, line: str, timeout: float,
+             proc: subprocess.Popen[str] | None = None) -> None:
+        """Until ``line`` came (fails if ``proc`` ends first)."""
+        deadline = time.monotonic() + timeout
+        while not self.seen(line):
+            left = deadline - time.monotonic()
+            if left <= 0 or (proc is not None and proc.poll() is not None):
+                exited = "" if proc is None else f", exit status {proc.poll()}"
+                raise AssertionError(f"no {line} (got {self.received}{exited})")
+            self.sock.settimeout(min(left, 0.2))
+            with contextlib.suppress(TimeoutError):
+                self.received.append(self.sock.recv(4096).decode())
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 @pytest.fixture(scope="session", autouse=True)
