@@ -31,6 +31,7 @@ daemon runs as: pending uploads reach the store before the file system goes away
 from __future__ import annotations
 
 import difflib
+import errno
 import grp
 import os
 import pwd
@@ -394,8 +395,21 @@ def _exec(cmd: list[str], env: dict[str, str], user: pwd.struct_passwd | None) -
         raise HelperError(f"cannot run {cmd[0]}: {exc.strerror}") from None
 
 
+def check_not_dead(mountpoint: str) -> None:
+    """A dead FUSE mount (its daemon was killed) is still in the way: say so in one line."""
+    try:
+        os.stat(mountpoint)
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise HelperError(
+                f"{mountpoint}: Transport endpoint is not connected: the daemon of an "
+                f"earlier mount there has died; run 'umount {mountpoint}' (pending uploads "
+                "stay in the cache for the next mount), then mount again") from None
+
+
 def mount_main(argv: list[str]) -> int:
     inv = parse_invocation(argv)
+    check_not_dead(inv.mountpoint)
     plan = plan_mount(inv)
     env = daemon_environment(plan)
     cmd = storefs_command(plan)

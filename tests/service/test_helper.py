@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,13 @@ from tests.service.conftest import (
     NOBODY,
     STRANGER,
     as_user,
+    daemon_pid,
     is_mounted,
     one_line_error,
+    process_gone,
     run,
     stat_mode,
+    wait_for,
 )
 
 pytestmark = pytest.mark.mount
@@ -179,3 +183,33 @@ def test_fake_verbose_and_sloppy_flags(tmp_path: Path, mounts: list[Path]) -> No
     assert proc.returncode == 0, proc.stderr
     assert is_mounted(mp)
     assert run("umount", str(mp)).returncode == 0
+
+
+def test_a_dead_mount_is_named_and_umount_clears_it(tmp_path: Path, mounts: list[Path]) -> None:
+    store = make_store(tmp_path)
+    mp = mountpoint(tmp_path, mounts)
+    args = ["mount", "-t", "storefs", f"file://{store}", str(mp), "-o",
+            f"cache_dir={tmp_path / 'cache'}"]
+    assert run(*args).returncode == 0
+    pid = daemon_pid(mp)
+    f = open(mp / "unsaved.txt", "w")  # noqa: SIM115 - open across the crash
+    f.write("written, never closed\n")
+    f.flush()
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: process_gone(pid), 30, "the daemon to die")
+    with pytest.raises(OSError) as exc:
+        f.close()
+    with pytest.raises(OSError) as exc:
+        os.listdir(mp)
+    assert exc.value.errno == errno.ENOTCONN  # "Transport endpoint is not connected"
+    again = run(*args)
+    one_line_error(again, f"mount.storefs: {mp}: Transport endpoint is not connected: the "
+                          "daemon of an earlier mount there has died; run 'umount")
+    cleared = run("umount", str(mp))
+    assert cleared.returncode == 0, cleared.stderr
+    assert not is_mounted(mp)
+    # the next mount finishes what the dead one had accepted
+    assert run(*args).returncode == 0
+    assert (mp / "unsaved.txt").read_text() == "written, never closed\n"
+    assert run("umount", str(mp)).returncode == 0
+    assert (store / "unsaved.txt").read_text() == "written, never closed\n"
