@@ -51,9 +51,20 @@ def socket_path(mountpoint: Path | str) -> Path:
     return runtime_dir() / f"{digest}.sock"
 
 
+def runtime_dirs() -> list[Path]:
+    """Where this user's daemons may have their sockets: ``runtime_dir()`` first, then the
+    other places it picks when ``XDG_RUNTIME_DIR`` differs (a mount made at boot by mount(8)
+    or systemd, before the user logged in, has none; ``sudo -u`` drops it)."""
+    dirs = [runtime_dir()]
+    if os.geteuid() != 0:
+        for d in (Path(f"/run/user/{os.geteuid()}/storefs"), Path(f"/tmp/storefs-{os.geteuid()}")):
+            if d not in dirs:
+                dirs.append(d)
+    return dirs
+
+
 def all_sockets() -> list[Path]:
-    d = runtime_dir()
-    return sorted(d.glob("*.sock")) if d.is_dir() else []
+    return sorted(p for d in runtime_dirs() if d.is_dir() for p in d.glob("*.sock"))
 
 
 def _prepare(path: Path) -> None:
@@ -120,8 +131,11 @@ def request(mountpoint: Path | str | None, cmd: dict[str, Any], *,
             path: Path | None = None, timeout: float | None = None,
             on_progress: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Ask the daemon of ``mountpoint`` (or at socket ``path``); returns the final line."""
-    target = path or socket_path(mountpoint or "")
-    if not target.exists():
+    if path is None:
+        name = socket_path(mountpoint or "").name
+        path = next((d / name for d in runtime_dirs() if (d / name).exists()), None)
+    target = path
+    if target is None or not target.exists():
         raise ControlUnavailable(f"no storefs daemon for {mountpoint}")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
