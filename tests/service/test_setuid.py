@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
+import shutil
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,9 +32,24 @@ def proc_status(pid: int) -> dict[str, list[str]]:
     return {k: v.split() for k, _, v in (line.partition(":") for line in lines)}
 
 
-def as_service_user(user: pwd.struct_passwd, *cmd: str) -> list[str]:
+def as_service_user(user: pwd.struct_passwd, *cmd: str, runtime: str = "") -> list[str]:
     return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups",
-            "env", f"HOME={user.pw_dir}", f"USER={user.pw_name}", "XDG_RUNTIME_DIR=", *cmd]
+            "env", f"HOME={user.pw_dir}", f"USER={user.pw_name}", f"XDG_RUNTIME_DIR={runtime}",
+            *cmd]
+
+
+@contextlib.contextmanager
+def logged_in(user: pwd.struct_passwd) -> Iterator[Path]:
+    """``/run/user/UID``, as logind makes it when the user logs in."""
+    runtime = Path(f"/run/user/{user.pw_uid}")
+    made = not runtime.exists()
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chown(runtime, user.pw_uid, user.pw_gid)
+    try:
+        yield runtime
+    finally:
+        if made:
+            shutil.rmtree(runtime, ignore_errors=True)
 
 
 def test_setuid_runs_the_daemon_as_that_user(
@@ -51,9 +69,11 @@ def test_setuid_runs_the_daemon_as_that_user(
         proc = run("mount", "-t", "storefs", f"file://{store}", str(mp), "-o",
                    f"setuid={user.pw_name},credfile={credfile}")
         assert proc.returncode == 0, proc.stderr
-        # the user sees the mount as theirs
-        status = run(*as_service_user(user, sys.executable, "-I", "-m", "storefs", "status",
-                                      "--json"))
+        # the user sees the mount as theirs, also after logging in (the daemon started
+        # with no /run/user/UID: its socket is elsewhere)
+        with logged_in(user) as runtime:
+            status = run(*as_service_user(user, sys.executable, "-I", "-m", "storefs",
+                                          "status", "--json", runtime=str(runtime)))
         assert status.returncode == 0, status.stderr
         [st] = json.loads(status.stdout)
         assert st["mountpoint"] == str(mp)
