@@ -228,3 +228,13 @@ async def test_swift_metadata_value_limit_fails_fast(request: pytest.FixtureRequ
             await backend.put("big", b"", {"xattr": "v" * 257})
         with pytest.raises(TooLarge):
             await backend.set_metadata("ok", {"xattr": "v" * 300})
+
+
+async def test_metadata_changes_keep_the_etag(backend: S3Backend) -> None:
+    # documented in docs/backends/s3.md: the ETag is the MD5 of the data, which a copy onto
+    # itself does not change; only the metadata does
+    first = await backend.put("e", b"same bytes", {"mode": "33188"})
+    changed = await backend.set_metadata("e", {"mode": "33261"})
+    head = await backend.head("e")
+    assert changed.etag == head.etag == first.etag
+    assert head.metadata["mode"] == "33261"
