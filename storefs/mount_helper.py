@@ -248,13 +248,9 @@ def storefs_command(plan: Plan, python: str = sys.executable) -> list[str]:
 
 # -- credentials file ---------------------------------------------------------------------
 
-def check_private(path: Path, owners: tuple[int, ...]) -> os.stat_result:
+def check_private(path: Path, st: os.stat_result, owners: tuple[int, ...]) -> None:
     """Refuse a credentials file that others could read or that a stranger could have
     written (like ssh does with keys)."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise HelperError(f"credentials file {path}: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise HelperError(f"credentials file {path} is not a regular file")
     if st.st_uid not in owners:
@@ -264,7 +260,6 @@ def check_private(path: Path, owners: tuple[int, ...]) -> os.stat_result:
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise HelperError(f"credentials file {path} is readable or writable by others "
                           f"(mode {stat.S_IMODE(st.st_mode):04o}); run: chmod 600 {path}")
-    return st
 
 
 def _user_name(uid: int) -> str:
@@ -327,9 +322,12 @@ def _env_value(value: str, where: str) -> str:
 
 
 def read_credfile(path: Path, owners: tuple[int, ...]) -> dict[str, str]:
-    check_private(path, owners)
+    """The variables of a credentials file, checked on the very file read (fstat of the
+    open file: it cannot be swapped between the check and the read)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            check_private(path, os.fstat(f.fileno()), owners)
+            text = f.read().decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise HelperError(f"credentials file {path}: {reason}") from None
