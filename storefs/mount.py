@@ -227,6 +227,7 @@ class Mount:
             async with trio.open_nursery() as nursery:
                 fetcher.start(nursery)
                 writeback.start(nursery)
+                fs.attach(nursery)
                 await nursery.start(serve_control, control, self._control)
                 nursery.start_soon(self._fuse_main, nursery)
                 st = await trio.to_thread.run_sync(os.stat, req.mountpoint)

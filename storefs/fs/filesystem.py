@@ -25,6 +25,7 @@ dirty file's lock, except in ``rename``, which takes the source's only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno as _errno
 import logging
 import mimetypes
@@ -68,6 +69,8 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 #: how many objects a directory rename copies at once
 TREE_PARALLEL = 16
+#: attribute HEADs in flight for a listing without metadata
+PREFETCH_PARALLEL = 32
 
 
 class NoAttr(StorefsError):
@@ -160,12 +163,18 @@ class Filesystem:
                                options.dir_timeout, trio.current_time)
         self._stats_inflight: dict[str, _SharedStat] = {}
         self._usage: tuple[float, StoreUsage | None] | None = None
+        self._nursery: trio.Nursery | None = None
+        self._prefetch_limiter = trio.CapacityLimiter(PREFETCH_PARALLEL)
         self.counters: dict[str, int] = {}
         writeback.on_uploaded = self._uploaded
         writeback.on_conflict = self._conflicted
 
     # ---------------------------------------------------------------------------------------
     # start-up
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Background work (attribute prefetch) runs in the mount's ``nursery``."""
+        self._nursery = nursery
 
     async def start(self) -> None:
         """Read the root's attributes and adopt the uploads a previous mount left."""
@@ -237,10 +246,12 @@ class Filesystem:
         """Take attributes from the store's ``meta`` (the inode has no local changes);
         ``listed``: ``meta`` comes from a directory listing."""
         old = inode.meta.etag if inode.meta is not None else None
+        if not meta.metadata_complete and inode.complete and (
+                (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir)):
+            # a listing without metadata says nothing new about this version (nor does a
+            # bare prefix about a directory): keep what a HEAD said, until it is stale
+            return
         inode.listed = listed
-        if not meta.metadata_complete and inode.complete and old == meta.etag and old:
-            inode.checked = trio.current_time()
-            return  # a listing without metadata says nothing new about this version
         decoded = posix_meta.decode(meta, self.opts.defaults)
         inode.attr = decoded.attr
         inode.xattrs = decoded.xattrs
@@ -251,21 +262,27 @@ class Filesystem:
         if old != meta.etag:
             inode.symlink_target = decoded.symlink_target
 
-    def _implicit_dir_meta(self, path: str) -> ObjectMeta:
+    def _implicit_dir_meta(self, path: str, *, known: bool = True) -> ObjectMeta:
+        """A directory with no marker object.  ``known=False``: a listing showed the prefix,
+        which says nothing about a marker (the store rolls markers into prefixes), so the
+        attributes are provisional until a lookup checks."""
         return ObjectMeta(key=path + "/", size=0, etag=ETag(""),
-                          mtime=self.started_ns / 1e9, is_dir=True)
+                          mtime=self.started_ns / 1e9, is_dir=True, metadata_complete=known)
 
-    async def _stat(self, path: str) -> ObjectMeta | None:
+    async def _stat(self, path: str, *, file_only: bool = False) -> ObjectMeta | None:
         """What the store holds at ``path`` now (a dir meta has ``is_dir``), or None.
-        Concurrent calls for one path share one round of requests."""
-        shared = self._stats_inflight.get(path)
+        ``file_only``: the path is known to be a file, one HEAD will do (else flat stores
+        also list ``path/``, since a directory of that name would win).  Concurrent calls
+        for one path share one round of requests."""
+        slot = ("f:" if file_only else "a:") + path
+        shared = self._stats_inflight.get(slot)
         if shared is not None:
             await shared.done.wait()
             if shared.ok:
                 return shared.result
-        shared = self._stats_inflight[path] = _SharedStat()
+        shared = self._stats_inflight[slot] = _SharedStat()
         try:
-            meta = await self._stat_uncached(path)
+            meta = await (self._head_file(path) if file_only else self._stat_uncached(path))
             shared.result, shared.ok = meta, True
             if meta is None:
                 self.cache.put_negative(path)
@@ -274,8 +291,16 @@ class Filesystem:
             return meta
         finally:
             shared.done.set()
-            if self._stats_inflight.get(path) is shared:
-                del self._stats_inflight[path]
+            if self._stats_inflight.get(slot) is shared:
+                del self._stats_inflight[slot]
+
+    async def _head_file(self, path: str) -> ObjectMeta | None:
+        self._count("stat")
+        try:
+            meta = await self.backend.head(path)
+        except NotFound:
+            return None
+        return None if meta.is_dir else meta
 
     async def _stat_uncached(self, path: str) -> ObjectMeta | None:
         self._count("stat")
@@ -312,6 +337,7 @@ class Filesystem:
         return meta
 
     def _inode_from_meta(self, path: str, meta: ObjectMeta, *, listed: bool = False) -> Inode:
+        meta = _dir_marker(meta)
         inode = self.inodes.at(path)
         if inode is not None:
             if inode.dirty is not None or inode.local_only:
@@ -350,7 +376,7 @@ class Filesystem:
         if meta is None:
             child = self.cache.child(path)
             if child is not None:
-                meta = child.meta or self._implicit_dir_meta(path)
+                meta = child.meta or self._implicit_dir_meta(path, known=False)
         if meta is None or not meta.metadata_complete:
             meta = await self._stat(path)
             if meta is None:
@@ -414,7 +440,9 @@ class Filesystem:
         if inode.complete and trio.current_time() - inode.checked < ttl:
             return
         path = inode.path
-        meta = await self._stat(path)
+        meta = await self._stat(path, file_only=not inode.attr.is_dir)
+        if meta is None and not inode.attr.is_dir:
+            meta = await self._stat(path)  # gone, or a directory now
         if inode.path != path or inode.dirty is not None:
             return  # renamed or written meanwhile: local state wins
         if meta is None:
@@ -491,11 +519,11 @@ class Filesystem:
             return  # a bucket root has no object to hold them: kept for this mount only
         key = self._key(inode)
         if inode.attr.is_dir and inode.implicit:
-            meta = await self.backend.make_dir(key, md)
+            meta = _dir_marker(await self.backend.make_dir(key, md))
         else:
             cond = inode.meta.etag if (inode.meta is not None and self.caps.conditional_put
                                        and inode.meta.etag and not inode.attr.is_dir) else None
-            meta = await self.backend.set_metadata(key, md, if_match=cond)
+            meta = _dir_marker(await self.backend.set_metadata(key, md, if_match=cond))
         attr, xattrs = inode.attr, inode.xattrs
         self._apply_meta(inode, meta)
         # the store echoes what we sent; keep our exact values (ns mtime, forced fields)
@@ -644,7 +672,7 @@ class Filesystem:
             raise AlreadyExists(path)
         attr = self._new_attr(stat.S_IFDIR, mode, uid, gid)
         probe = Inode(0, path, attr)
-        meta = await self.backend.make_dir(path + "/", self._metadata(probe))
+        meta = _dir_marker(await self.backend.make_dir(path + "/", self._metadata(probe)))
         inode = self.inodes.add(path, attr)
         self._apply_meta(inode, meta)
         inode.attr = attr
@@ -718,7 +746,7 @@ class Filesystem:
         page = await self.backend.list_page(prefix, limit=1)
         if page.objects or page.prefixes or self._has_pending_children(parent.path):
             return
-        meta = await self.backend.make_dir(prefix, self._metadata(parent))
+        meta = _dir_marker(await self.backend.make_dir(prefix, self._metadata(parent)))
         attr = parent.attr
         self._apply_meta(parent, meta)
         parent.attr = attr
@@ -1124,14 +1152,19 @@ class Filesystem:
         prefix = handle.path + "/" if handle.path else ""
         page = await self.backend.list_page(prefix, token=handle.token)
         self._count("list")
+        incomplete: list[str] = []
         for obj in page.objects:
             if obj.key == prefix:
                 continue  # the directory's own marker
             name = obj.key[len(prefix):].rstrip("/")
             if _listable(name):
                 handle.add(name, Child(obj, obj.is_dir))
+                path = _join(handle.path, name)
                 # lookups of these names while the listing goes on need no request
-                self.cache.put(_join(handle.path, name), obj)
+                self.cache.put(path, obj)
+                if not obj.metadata_complete and not obj.is_dir:
+                    incomplete.append(path)
+        self._prefetch_attrs(incomplete, page.objects)
         for p in page.prefixes:
             name = p[len(prefix):].rstrip("/")
             if _listable(name):
@@ -1142,6 +1175,32 @@ class Filesystem:
             self._add_pending(handle)
             listing: Listing = dict(handle.entries)
             self.cache.put_listing(handle.path, listing)
+
+    def _prefetch_attrs(self, paths: list[str], objects: list[ObjectMeta]) -> None:
+        """Listings of S3, Swift and Manta carry no user metadata: fetch the attributes of
+        the entries ``ls -l`` is about to ask for, in parallel, before it asks (the
+        ``stat`` calls then find them in flight or done)."""
+        if self._nursery is None or not paths:
+            return
+        etags = {o.key: o.etag for o in objects}
+        for path in paths:
+            inode = self.inodes.at(path)
+            if (inode is not None and inode.complete and inode.meta is not None
+                    and etags.get(path) == inode.meta.etag):
+                continue  # already known for this version
+            self._nursery.start_soon(self._prefetch_one, path)
+
+    async def _prefetch_one(self, path: str) -> None:
+        async with self._prefetch_limiter:
+            try:
+                meta = await self._stat(path, file_only=True)
+            except StorefsError as exc:
+                log.debug("attribute prefetch of %s failed: %s", path, exc)
+                return
+        inode = self.inodes.at(path)
+        if meta is not None and inode is not None and inode.dirty is None \
+                and not inode.local_only and not inode.attr.is_dir:
+            self._apply_meta(inode, meta)
 
     def _add_pending(self, handle: DirHandle) -> None:
         for inode in self.inodes.below(handle.path):
@@ -1159,12 +1218,15 @@ class Filesystem:
             if child.is_dir:
                 if inode is not None and inode.attr.is_dir:
                     return inode
-                inode = self._inode_from_meta(path, self._implicit_dir_meta(path))
                 # a bare prefix: the marker (if any) may hold attributes; look when asked
-                inode.complete = False
-                return inode
+                return self._inode_from_meta(path, self._implicit_dir_meta(path, known=False))
             return inode  # a pending local file that went away meanwhile
-        return self._inode_from_meta(path, child.meta, listed=True)
+        meta = child.meta
+        if not meta.metadata_complete:
+            known = self.cache.get(path)  # e.g. from the attribute prefetch
+            if known is not None and known.metadata_complete and known.etag == meta.etag:
+                meta = known
+        return self._inode_from_meta(path, meta, listed=True)
 
     async def releasedir(self, fh: int) -> None:
         self.handles.dirs.pop(fh, None)
@@ -1274,6 +1336,13 @@ class Filesystem:
             "pending_bytes": sum(df.size for df in pending),
             "operations": dict(self.counters),
         }
+
+
+def _dir_marker(meta: ObjectMeta) -> ObjectMeta:
+    """Flat stores report a ``dir/`` marker as an object: it stands for a directory."""
+    if meta.key.endswith("/") and not meta.is_dir:
+        return dataclasses.replace(meta, is_dir=True, size=0)
+    return meta
 
 
 def _listable(name: str) -> bool:

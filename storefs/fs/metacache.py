@@ -69,7 +69,11 @@ class MetaCache:
 
     def put(self, path: str, meta: ObjectMeta) -> None:
         if self.enabled[0]:
-            self._stat[path] = meta
+            old = self._stat.get(path)
+            if (old is None or meta.metadata_complete or not old.metadata_complete
+                    or old.etag != meta.etag):
+                # (a listing without metadata adds nothing to a HEAD of the same version)
+                self._stat[path] = meta
         self._neg.pop(path, None)
 
     def put_negative(self, path: str) -> None:

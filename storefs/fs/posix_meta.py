@@ -7,8 +7,8 @@ peer writes (``Capabilities.metadata_style``):
 
 ``s3fs`` (S3, Swift, Manta, mem, file)
     ``mode`` = decimal ``st_mode`` with the file-type bits, ``uid``, ``gid`` decimal,
-    ``mtime`` = seconds with a nanosecond fraction (rclone and ``swift upload`` read and write
-    the same key and format), ``atime`` likewise when set explicitly.
+    ``mtime`` and ``ctime`` = seconds with a nanosecond fraction (rclone and ``swift upload``
+    read and write the same ``mtime``), ``atime`` likewise when set explicitly.
 ``gcsfuse`` (GCS)
     ``gcsfuse_mtime`` = RFC 3339 with nanoseconds, ``goog-reserved-posix-mode`` = octal
     permission bits, ``goog-reserved-posix-uid`` / ``-gid``, symlinks flagged with
@@ -161,7 +161,9 @@ def _decode_blob(raw: str | None) -> dict[str, bytes]:
 def decode(meta: ObjectMeta, defaults: Defaults) -> Decoded:
     """The POSIX view of one object, directory marker or listing entry."""
     md = meta.metadata
-    store_ns = int(meta.mtime * NS)
+    # whole seconds: listings and HEADs of one object report its time with different
+    # precision (S3: milliseconds vs seconds), and a file's times must not flicker
+    store_ns = int(meta.mtime) * NS
     symlink = not meta.is_dir and is_symlink_meta(md)
     mode = _mode(md)
     if meta.is_dir:
@@ -186,6 +188,7 @@ def decode(meta: ObjectMeta, defaults: Defaults) -> Decoded:
     if mtime is None:
         mtime = store_ns
     atime = _seconds_ns(md.get("atime"))
+    ctime = _seconds_ns(md.get("ctime"))
     target = md.get("gcsfuse_symlink_target")
     size = meta.size
     if symlink and target is not None:
@@ -197,7 +200,7 @@ def decode(meta: ObjectMeta, defaults: Defaults) -> Decoded:
         size=0 if meta.is_dir else size,
         mtime_ns=mtime,
         atime_ns=mtime if atime is None else atime,
-        ctime_ns=max(store_ns, mtime),
+        ctime_ns=mtime if ctime is None else ctime,
     )
     xattrs = _decode_blob(md.get(XATTR_KEY))
     for key, value in md.items():
@@ -232,6 +235,7 @@ def encode(attr: Attr, xattrs: Mapping[str, bytes], style: str, *,
         md["goog-reserved-posix-mode"] = f"{stat.S_IMODE(attr.mode):o}"
         md["goog-reserved-posix-uid"] = str(attr.uid)
         md["goog-reserved-posix-gid"] = str(attr.gid)
+        md["ctime"] = format_seconds(attr.ctime_ns)
         if attr.is_symlink:
             md["goog-reserved-file-is-symlink"] = "true"
     else:
@@ -239,6 +243,7 @@ def encode(attr: Attr, xattrs: Mapping[str, bytes], style: str, *,
         md["uid"] = str(attr.uid)
         md["gid"] = str(attr.gid)
         md["mtime"] = format_seconds(attr.mtime_ns)
+        md["ctime"] = format_seconds(attr.ctime_ns)
         if atime:
             md["atime"] = format_seconds(attr.atime_ns)
     blob: dict[str, str] = {}

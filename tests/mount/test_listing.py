@@ -44,7 +44,10 @@ def test_ls_l_of_10000_entries_is_one_paged_listing(tmp_path: Path) -> None:
     mp.mkdir()
     from tests.mount._target import MountTarget
 
-    m = M(MountTarget(f"file://{store}", {"file_page_size": "1000"}), "ls", mp,
+    # generous timeouts: the claim is about requests, not about how fast this machine is
+    opts = {"file_page_size": "1000", "attr_timeout": "60", "dir_timeout": "60",
+            "entry_timeout": "60"}
+    m = M(MountTarget(f"file://{store}", opts), "ls", mp,
           tmp_path / "cache", tmp_path / "log")
     m.mount()
     try:
@@ -63,6 +66,7 @@ def test_ls_l_of_10000_entries_is_one_paged_listing(tmp_path: Path) -> None:
         assert storefs("umount", str(mp)).returncode == 0
 
 
+@pytest.mark.mount_options(attr_timeout="60", dir_timeout="60", entry_timeout="60")
 def test_flat_store_listing_and_forget(local_mount: Mounted) -> None:
     m = local_mount
     d = m.path / "d"
