@@ -328,6 +328,27 @@ class Backend(abc.ABC):
         if len(key.encode("utf-8", "surrogateescape")) > self.capabilities.max_key_length:
             raise NameTooLong(f"{key}: longer than {self.capabilities.max_key_length} bytes")
 
+    async def put_file(
+        self,
+        key: str,
+        fd: int,
+        size: int,
+        metadata: Metadata,
+        *,
+        content_type: str | None = None,
+        if_match: ETag | None = None,
+        if_none_match: bool = False,
+        durable: bool = True,
+        link_from: str | None = None,
+    ) -> ObjectMeta:
+        """Write the first ``size`` bytes of the local file ``fd`` as ``key``, copied in
+        the kernel (``capabilities.local`` stores); ``durable``: on disk before it returns
+        (fsync), not just visible.  ``link_from`` (the path of ``fd``, exactly ``size``
+        bytes long): the store may hard-link that file into place instead of copying it,
+        when it is on the same filesystem (the caller sees ``st_nlink`` > 1 on ``fd`` then,
+        and must not change that file any more).  Conditions as for ``put``."""
+        raise Unsupported(f"{self.capabilities.name}: upload from a local file")
+
     def local_path(self, key: str) -> str | None:
         """The local file that holds ``key`` on ``capabilities.local`` stores (file://), so
         reads can go straight to it; None elsewhere."""

@@ -456,6 +456,64 @@ class FileBackend(Backend):
 
         return await self.run(write, key)
 
+    async def put_file(
+        self,
+        key: str,
+        fd: int,
+        size: int,
+        metadata: Metadata,
+        *,
+        content_type: str | None = None,
+        if_match: ETag | None = None,
+        if_none_match: bool = False,
+        durable: bool = True,
+        link_from: str | None = None,
+    ) -> ObjectMeta:
+        self._count("put")
+
+        def copy() -> ObjectMeta:
+            target = self.path(key)
+            tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+            if link_from is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    if os.stat(target).st_ino == os.fstat(fd).st_ino:
+                        # already in place (a crash came before the journal said so)
+                        return self._meta_of(key, target, os.lstat(target))
+                if durable:
+                    os.fsync(fd)
+                try:
+                    # the spool becomes the file: no byte is written twice
+                    os.link(link_from, tmp)
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
+                                         errno.ENOTSUP):
+                        raise
+                else:
+                    os.chmod(tmp, 0o644)  # the spool was private; the store's file is not
+                    return self.commit_tmp(tmp, key, metadata, if_match, if_none_match)
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                offset = 0
+                while offset < size:
+                    # in-kernel copy (a reflink where the filesystem can): no bytes pass
+                    # through this process
+                    n = os.copy_file_range(fd, out, size - offset, offset, offset)
+                    if n == 0:
+                        break
+                    offset += n
+                if offset < size:
+                    os.ftruncate(out, size)  # the spool's sparse tail reads as zeros
+                if durable:
+                    os.fsync(out)
+            except BaseException:
+                os.close(out)
+                tmp.unlink(missing_ok=True)
+                raise
+            os.close(out)
+            return self.commit_tmp(tmp, key, metadata, if_match, if_none_match)
+
+        return await self.run(copy, key)
+
     def _put_symlink(self, key: str, target: Path, data: bytes, metadata: Metadata,
                      if_none_match: bool) -> ObjectMeta:
         tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"

@@ -152,6 +152,26 @@ class RetryingBackend(Backend):
     def local_path(self, key: str) -> str | None:
         return self.inner.local_path(key)
 
+    async def put_file(
+        self,
+        key: str,
+        fd: int,
+        size: int,
+        metadata: Metadata,
+        *,
+        content_type: str | None = None,
+        if_match: ETag | None = None,
+        if_none_match: bool = False,
+        durable: bool = True,
+        link_from: str | None = None,
+    ) -> ObjectMeta:
+        return await self._r.call(
+            f"put {key}",
+            lambda: self.inner.put_file(key, fd, size, metadata, content_type=content_type,
+                                        if_match=if_match, if_none_match=if_none_match,
+                                        durable=durable, link_from=link_from),
+        )
+
     def is_transient(self, exc: BaseException) -> bool:
         return self.inner.is_transient(exc)
 

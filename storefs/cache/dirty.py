@@ -240,8 +240,37 @@ class DirtyFile:
     def clean(self) -> bool:
         return self.uploaded_generation == self.generation
 
+    def unshare(self) -> None:
+        """The spool was hard-linked into a local store as the file itself (file://): give
+        this dirty file a copy of its own before changing it (copied in the kernel)."""
+        if os.fstat(self.fd).st_nlink <= 1:
+            return
+        tmp = self.dir / (DATA + ".new")
+        new = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            size = os.fstat(self.fd).st_size
+            offset = 0
+            while offset < size:
+                n = os.copy_file_range(self.fd, new, size - offset, offset, offset)
+                if n == 0:
+                    break
+                offset += n
+            os.replace(tmp, self.dir / DATA)
+        except OSError as exc:
+            os.close(new)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise NoSpace(f"{self.key}: the cache disk is full") from exc
+            raise
+        os.close(self.fd)
+        self.fd = new
+
+    @property
+    def spool_path(self) -> str:
+        return str(self.dir / DATA)
+
     def write(self, offset: int, data: bytes) -> None:
         """Put ``data`` at ``offset``; returns only when it is safe from a crash."""
+        self.unshare()
         try:
             _full_write(self.fd, data, offset)
             self._log(_WRITE, offset, len(data))
@@ -264,6 +293,7 @@ class DirtyFile:
         self.size = size
 
     def truncate(self, size: int) -> None:
+        self.unshare()
         self._log(_TRUNCATE, size, 0)
         old = self.size
         self._apply_truncate(size)
@@ -272,6 +302,22 @@ class DirtyFile:
             self.modified.add(old, size)
             self.valid.add(old, size)
         self.generation += 1
+
+    def fill_from(self, base_fd: int) -> None:
+        """Copy into the spool every base byte it lacks (local stores, before the spool is
+        handed to the store whole).  Runs in a worker thread; the caller holds ``lock``."""
+        for a, b, inside in list(self.valid.pieces(0, min(self.size, self.base_limit))):
+            if inside:
+                continue
+            pos = a
+            while pos < b:
+                data = os.pread(base_fd, min(b - pos, 8 << 20), pos)
+                if not data:
+                    break
+                _full_write(self.fd, data, pos)
+                self._log(_WRITE, pos, len(data))
+                self.valid.add(pos, pos + len(data))
+                pos += len(data)
 
     def set_metadata(self, metadata: Metadata, content_type: str | None = None) -> None:
         self.metadata = dict(metadata)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,6 +164,8 @@ class WriteBack:
             self._invalidate(df, st, start, end)
         if not self.stream_enabled or self._nursery is None or df.orphan or df.uploading:
             return
+        if self.caps.local:
+            return  # the whole spool is copied in the kernel at close: nothing to gain
         if st is not None and st.closing:
             return
         if df.base is not None and df.base_limit > 0:
@@ -268,7 +271,7 @@ class WriteBack:
 
     # -- uploads ------------------------------------------------------------------------------
 
-    async def upload(self, df: DirtyFile) -> ObjectMeta | None:
+    async def upload(self, df: DirtyFile, *, durable: bool = True) -> ObjectMeta | None:
         """Upload ``df`` now unless it is clean; returns the new meta (None if clean).
         The caller holds ``df.lock``.  Raises the store's error; on a conflict the local
         version is saved under a conflict name first."""
@@ -277,7 +280,7 @@ class WriteBack:
         generation = df.generation
         df.uploading = True
         try:
-            meta = await self._send(df, df.key, df.expect)
+            meta = await self._send(df, df.key, df.expect, durable=durable)
         except (PreconditionFailed, AlreadyExists) as exc:
             self.conflicts += 1
             raise await self._conflict(df, exc) from exc
@@ -295,8 +298,19 @@ class WriteBack:
         self.on_uploaded(df, meta)
         return meta
 
-    async def _send(self, df: DirtyFile, key: str, expect: Expect) -> ObjectMeta:
+    async def _send(self, df: DirtyFile, key: str, expect: Expect, *,
+                    durable: bool = True) -> ObjectMeta:
         size = df.size
+        if self.caps.local:
+            base = df.base
+            if isinstance(base, LocalVersion) and df.base_limit > 0:
+                await trio.to_thread.run_sync(df.fill_from, base.fd)
+            # a spool of exactly the file's size can become the file (hard link, no copy)
+            exact = os.fstat(df.fd).st_size == size and key == df.key
+            return await self.backend.put_file(key, df.fd, size, df.metadata,
+                                               content_type=df.content_type, durable=durable,
+                                               link_from=df.spool_path if exact else None,
+                                               **_conditions(expect))
         st: StreamState | None = df.stream
         streamed = st is not None and st.upload is not None and not st.aborted
         if size <= self.caps.multipart_threshold and not streamed:

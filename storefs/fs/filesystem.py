@@ -577,13 +577,15 @@ class Filesystem:
         inode.dirty = df
         return df
 
-    async def _flush_inode(self, inode: Inode) -> None:
+    async def _flush_inode(self, inode: Inode, *, durable: bool = True) -> None:
+        """Upload the inode's changes; ``durable``: on the store's disk, not just visible
+        (matters for file://; remote stores are durable when they answer)."""
         df = inode.dirty
         if df is None:
             return
         async with df.lock:
             if not df.clean:
-                await self.writeback.upload(df)
+                await self.writeback.upload(df, durable=durable)
 
     def _uploaded(self, df: DirtyFile, meta: ObjectMeta) -> None:
         inode = self.inodes.at(df.key)
@@ -1086,7 +1088,8 @@ class Filesystem:
     async def flush(self, fh: int) -> None:
         handle = self.handles.file(fh)
         if handle.wrote:
-            await self._flush_inode(handle.inode)
+            # close-to-open needs the data visible; fsync is what makes it durable
+            await self._flush_inode(handle.inode, durable=False)
 
     async def fsync(self, fh: int, datasync: bool = False) -> None:
         handle = self.handles.file(fh)
