@@ -81,7 +81,7 @@ if ((TEST)); then
   [[ $(id -u) == 0 ]] || die "the test set-up installs test servers and mounts as root"
   bash scripts/install-test-servers.sh --keystone
   if [[ -f scripts/install-mount-helper.sh ]]; then
-    bash scripts/install-mount-helper.sh
+    bash scripts/install-mount-helper.sh --test
   fi
 fi
 say "ready: $(.venv/bin/storefs --version)"

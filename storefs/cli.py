@@ -8,9 +8,11 @@ and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,9 +113,16 @@ def prepare_mount(args: argparse.Namespace) -> Any:
 
     source = parse_source(args.source)
     mountpoint = Path(args.mountpoint).expanduser()
-    if not mountpoint.exists():
-        raise ConfigError(f"mountpoint {mountpoint} does not exist")
-    if not mountpoint.is_dir():
+    try:
+        st = os.stat(mountpoint)
+    except FileNotFoundError:
+        raise ConfigError(f"mountpoint {mountpoint} does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise ConfigError(f"{mountpoint} is a dead mount (its daemon is gone): "
+                              f"run storefs umount {mountpoint} first") from None
+        raise ConfigError(f"mountpoint {mountpoint}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
         raise ConfigError(f"mountpoint {mountpoint} is not a directory")
     mountpoint = mountpoint.resolve()
     from storefs.unmount import is_mounted

@@ -159,3 +159,52 @@ async def test_readdir_offsets_stay_valid_across_pages(fs: Filesystem) -> None:
     assert sorted(names) == [f"e{i:02d}" for i in range(23)] and len(set(names)) == 23
     for inode in list(fs.inodes):
         fs.drop_if_unused(inode)
+
+
+async def test_sequential_reads_fetch_ahead_in_a_growing_window(fs: Filesystem) -> None:
+    data = os.urandom(24 * MiB)
+    await other_client(fs).put("seq", data, {})
+    inode = await fs.lookup(ROOT_INO, "seq")
+    assert inode is not None
+    fs.remember(inode)
+    h, _ = await fs.open(inode.ino, os.O_RDONLY)
+    got = bytearray()
+    step = 128 * 1024  # what the kernel asks for
+    for off in range(0, 4 * MiB, step):
+        got += await fs.read(h.fh, off, step)
+    assert fs.fetcher.prefetched > 0
+    assert h.ahead.window >= 4  # doubled on every sequential request, up to the limit
+    for off in range(4 * MiB, len(data), step):
+        got += await fs.read(h.fh, off, step)
+    await fs.release(h.fh)
+    assert bytes(got) == data
+    # a seek resets the window: random reads fetch only what they need
+    h, _ = await fs.open(inode.ino, os.O_RDONLY)
+    before = fs.fetcher.prefetched
+    assert await fs.read(h.fh, 17 * MiB + 5, 10) == data[17 * MiB + 5:17 * MiB + 15]
+    assert await fs.read(h.fh, 3 * MiB, 10) == data[3 * MiB:3 * MiB + 10]
+    assert fs.fetcher.prefetched == before and h.ahead.window == 0
+    await fs.release(h.fh)
+
+
+async def test_a_remote_overwrite_never_mixes_versions_in_an_open_file(fs: Filesystem) -> None:
+    old = b"o" * (3 * MiB)
+    await other_client(fs).put("v", old, {})
+    inode = await fs.lookup(ROOT_INO, "v")
+    assert inode is not None
+    fs.remember(inode)
+    h, _ = await fs.open(inode.ino, os.O_RDONLY)
+    assert await fs.read(h.fh, 0, 1000) == old[:1000]
+    await other_client(fs).put("v", b"n" * (3 * MiB), {})
+    # pages of the old version still in the cache are served; the others cannot be had
+    assert await fs.read(h.fh, 1000, 1000) == old[1000:2000]
+    with pytest.raises(PreconditionFailed):
+        await fs.read(h.fh, 2 * MiB, 1000)
+    await fs.release(h.fh)
+    # a new open sees the new version
+    await fs.getattr(inode.ino)
+    fs.inodes.get(inode.ino).checked = 0.0
+    h, keep = await fs.open(inode.ino, os.O_RDONLY)
+    assert not keep  # the kernel must drop its pages of the old version
+    assert await fs.read(h.fh, 2 * MiB, 3) == b"nnn"
+    await fs.release(h.fh)

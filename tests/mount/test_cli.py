@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,28 @@ def test_status_without_mounts_or_with_one(tmp_path: Path) -> None:
         assert "pending uploads: 0" in proc.stdout
     finally:
         assert storefs("umount", str(mp)).returncode == 0
+
+
+def test_dead_mount_is_named_and_cleared(tmp_path: Path) -> None:
+    import signal
+
+    from storefs.control import request
+
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    ok = storefs("mount", "mem://dead", str(mp), "--cache-dir", str(tmp_path / "c"))
+    assert ok.returncode == 0, ok.stderr
+    pid = request(mp, {"cmd": "status"}, timeout=10)["status"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10  # not our child: poll until it is gone
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    one_line_error(storefs("mount", "mem://again", str(mp), "--cache-dir", str(tmp_path / "c")),
+                   "dead mount", "storefs umount")
+    proc = storefs("umount", str(mp))
+    assert proc.returncode == 0, proc.stderr
+    assert not is_mounted(mp)
