@@ -42,6 +42,7 @@ from storefs.cache.writeback import WriteBack
 from storefs.control import serve as serve_control
 from storefs.control import socket_path
 from storefs.errors import ConfigError, StorefsError
+from storefs.fs.attrstore import AttrStore, open_attr_store
 from storefs.fs.filesystem import Filesystem, FsOptions
 from storefs.fs.posix_meta import Defaults
 from storefs.fuse.operations import Operations
@@ -170,6 +171,7 @@ class Mount:
         self.fs: Filesystem | None = None
         self.chunks: ChunkCache | None = None
         self.cache_dir: Path | None = None
+        self.attrs: AttrStore | None = None
         self._stop = trio.Event()
         self._unmounted_outside = False
         self._stopping = False
@@ -205,7 +207,9 @@ class Mount:
         writeback = WriteBack(self.backend, fetcher, self.cache_dir / "dirty",
                               parallel=opts.integer("write_parallel"),
                               stream=bool(opts.get("stream_uploads")))
-        fs = self.fs = Filesystem(self.backend, fs_options(opts), fetcher, writeback)
+        self.attrs = open_attr_store(self.cache_dir / "attrs.sqlite")
+        fs = self.fs = Filesystem(self.backend, fs_options(opts), fetcher, writeback,
+                                  self.attrs)
         try:
             await fs.start()
         except StorefsError as exc:
@@ -304,6 +308,8 @@ class Mount:
                 log.warning("closing the FUSE session: %s", exc)
         if self.fs is not None and self.fs.pending():
             code = 3
+        if self.attrs is not None:
+            self.attrs.close()
         with contextlib.suppress(Exception):
             await self.backend.aclose()
         return code
@@ -364,6 +370,8 @@ class Mount:
             stats["reads"] = fs.fetcher.statistics()
         if self.chunks is not None:
             stats["cache"] = self.chunks.statistics()
+        if self.attrs is not None:
+            stats["attribute_record"] = {"hits": self.attrs.hits, "misses": self.attrs.misses}
         return stats
 
 

@@ -57,6 +57,7 @@ from storefs.errors import (
 )
 from storefs.fs import posix_meta
 from storefs.fs.attrs import Attr, now_ns
+from storefs.fs.attrstore import AttrStore
 from storefs.fs.handles import DirHandle, FileHandle, HandleTable
 from storefs.fs.inodes import ROOT_INO, Inode, InodeTable
 from storefs.fs.metacache import Child, Listing, MetaCache
@@ -143,13 +144,15 @@ class Filesystem:
     """POSIX semantics over a backend (see the module docstring)."""
 
     def __init__(self, backend: Backend, options: FsOptions, fetcher: Fetcher,
-                 writeback: WriteBack) -> None:
+                 writeback: WriteBack, attrs: AttrStore | None = None) -> None:
         self.backend = backend
         self.caps = backend.capabilities
         self.opts = options
         self.fetcher = fetcher
         self.writeback = writeback
         self.style = self.caps.metadata_style
+        #: the record of seen metadata, for stores whose listings lack it (not local ones)
+        self.attrs = attrs if not self.caps.local and self.caps.name != "mem" else None
         self.started_ns = now_ns()
         d = options.defaults
         root_attr = Attr(stat.S_IFDIR | d.dir_mode, d.uid, d.gid, 0,
@@ -257,6 +260,8 @@ class Filesystem:
         inode.xattrs = decoded.xattrs
         inode.meta = meta
         inode.complete = meta.metadata_complete
+        if self.attrs is not None and meta.metadata_complete and not listed:
+            self.attrs.record(meta)
         inode.checked = trio.current_time()
         inode.implicit = meta.is_dir and not meta.etag and not self.caps.real_directories
         if old != meta.etag:
@@ -525,6 +530,7 @@ class Filesystem:
                                        and inode.meta.etag and not inode.attr.is_dir) else None
             meta = _dir_marker(await self.backend.set_metadata(key, md, if_match=cond))
         attr, xattrs = inode.attr, inode.xattrs
+        meta = dataclasses.replace(meta, metadata=md, metadata_complete=True)
         self._apply_meta(inode, meta)
         # the store echoes what we sent; keep our exact values (ns mtime, forced fields)
         inode.attr = attr.with_(size=inode.attr.size)
@@ -595,6 +601,9 @@ class Filesystem:
         inode.local_only = False
         inode.checked = trio.current_time()
         inode.complete = True
+        if self.attrs is not None:
+            self.attrs.record(dataclasses.replace(meta, key=df.key, metadata=dict(df.metadata),
+                                                  metadata_complete=True))
         if inode.kernel_etag is not None or inode.opens:
             inode.kernel_etag = meta.etag  # the kernel's pages are what we just uploaded
         if meta.size != inode.attr.size and df.clean:
@@ -1185,12 +1194,17 @@ class Filesystem:
         ``stat`` calls then find them in flight or done)."""
         if self._nursery is None or not paths:
             return
-        etags = {o.key: o.etag for o in objects}
+        by_key = {o.key: o for o in objects}
         for path in paths:
             inode = self.inodes.at(path)
             if (inode is not None and inode.complete and inode.meta is not None
-                    and etags.get(path) == inode.meta.etag):
+                    and by_key[path].etag == inode.meta.etag):
                 continue  # already known for this version
+            if self.attrs is not None:
+                recorded = self.attrs.complete(by_key[path])
+                if recorded is not None:
+                    self.cache.put(path, recorded)
+                    continue
             self._nursery.start_soon(self._prefetch_one, path)
 
     async def _prefetch_one(self, path: str) -> None:
@@ -1229,6 +1243,8 @@ class Filesystem:
             known = self.cache.get(path)  # e.g. from the attribute prefetch
             if known is not None and known.metadata_complete and known.etag == meta.etag:
                 meta = known
+            elif self.attrs is not None and not meta.is_dir:
+                meta = self.attrs.complete(meta) or meta
         return self._inode_from_meta(path, meta, listed=True)
 
     async def releasedir(self, fh: int) -> None:

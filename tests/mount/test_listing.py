@@ -97,3 +97,38 @@ def test_flat_store_listing_and_forget(local_mount: Mounted) -> None:
     # ...and everything is still reachable afterwards (no entry was freed too early)
     assert (d / "n1234").stat().st_size == 0
     assert sorted(os.listdir(d)) == names
+
+
+#: the request a backend counts for a HEAD of one object
+HEAD_REQUEST = {"s3-moto": "head_object", "swift": "head", "manta": "HEAD"}
+
+
+@pytest.fixture(params=list(HEAD_REQUEST))
+def remote_mount(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Mounted]:
+    yield from make_mounted(request, tmp_path, request.param)
+
+
+def test_ls_l_after_remount_needs_no_head_per_entry(remote_mount: Mounted,
+                                                     request: pytest.FixtureRequest) -> None:
+    """Stores whose listings lack user metadata: what this mount wrote or saw before is
+    recorded with its fingerprint, so a cold `ls -l` is the listing alone, with the right
+    modes and mtimes."""
+    m = remote_mount
+    d = m.path / "d"
+    d.mkdir()
+    for i in range(150):
+        (d / f"f{i:03d}").write_bytes(b"x" * i)
+    os.chmod(d / "f007", 0o600)
+    os.utime(d / "f008", ns=(1_000_000_000 * 10**9, 1_000_000_000 * 10**9))
+    m.remount()
+    head = HEAD_REQUEST[request.node.callspec.params["remote_mount"]]
+    before = requests(m)
+    out = subprocess.run(["ls", "-l", "--time-style=+%s", str(d)], capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    used = delta(requests(m), before)
+    assert len(out) == 151
+    assert used.get(head, 0) <= 5, used
+    lines = {ln.split()[-1]: ln.split() for ln in out[1:]}
+    assert lines["f007"][0] == "-rw-------"
+    assert lines["f008"][5] == "1000000000"
+    assert lines["f123"][4] == "123"
