@@ -109,7 +109,7 @@ class Spec:
 STOREFS_OPTIONS: dict[str, Spec] = {
     "attr_timeout": Spec(_float("attr_timeout"), 1.0,
                          "seconds the kernel and storefs trust file attributes"),
-    "entry_timeout": Spec(_float("entry_timeout"), 1.0,
+    "entry_timeout": Spec(_float("entry_timeout"), 5.0,
                           "seconds the kernel trusts a name -> inode lookup"),
     "negative_timeout": Spec(_float("negative_timeout"), 1.0,
                              "seconds a name known to be absent stays absent"),

@@ -111,7 +111,7 @@ class FsOptions:
 
     defaults: posix_meta.Defaults
     attr_timeout: float = 1.0
-    entry_timeout: float = 1.0
+    entry_timeout: float = 5.0
     negative_timeout: float = 1.0
     dir_timeout: float = 5.0
     read_only: bool = False
@@ -248,6 +248,8 @@ class Filesystem:
     def _apply_meta(self, inode: Inode, meta: ObjectMeta, *, listed: bool = False) -> None:
         """Take attributes from the store's ``meta`` (the inode has no local changes);
         ``listed``: ``meta`` comes from a directory listing."""
+        if inode.meta is meta:
+            return  # the same entry again (a cached listing): nothing new to decode
         old = inode.meta.etag if inode.meta is not None else None
         if not meta.metadata_complete and inode.complete and (
                 (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir)):

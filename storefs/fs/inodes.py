@@ -34,7 +34,7 @@ class StaleInode(StorefsError):
 
 class Inode:
     __slots__ = (
-        "attr", "checked", "complete", "dirty", "implicit", "ino", "kernel_etag",
+        "attr", "checked", "complete", "dirty", "fuse_entry", "implicit", "ino", "kernel_etag",
         "listed", "local_only", "lookups", "meta", "opens", "path", "symlink_target", "xattrs",
     )
 
@@ -62,6 +62,8 @@ class Inode:
         self.implicit = False
         #: version whose bytes the kernel's page cache holds (keep_cache on open)
         self.kernel_etag: ETag | None = None
+        #: the FUSE layer's encoded reply for (attr, complete), reused while they hold
+        self.fuse_entry: tuple[Attr, bool, object] | None = None
 
     def __repr__(self) -> str:
         return f"<Inode {self.ino} {self.path!r} lookups={self.lookups} opens={self.opens}>"

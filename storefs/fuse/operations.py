@@ -42,6 +42,11 @@ class Operations(pyfuse3.Operations):
     # -- encoding ------------------------------------------------------------------------
 
     def entry(self, inode: Inode) -> pyfuse3.EntryAttributes:
+        # ls -l of a big directory encodes the same attributes again and again: reuse the
+        # reply while the inode's attributes are the same (pyfuse3 copies it when sending)
+        cached = inode.fuse_entry
+        if cached is not None and cached[0] is inode.attr and cached[1] == inode.complete:
+            return cached[2]  # type: ignore[return-value]
         a = self.fs.shown(inode.attr)
         e = pyfuse3.EntryAttributes()
         e.st_ino = inode.ino
@@ -61,6 +66,7 @@ class Operations(pyfuse3.Operations):
         e.st_atime_ns = a.atime_ns
         e.st_mtime_ns = a.mtime_ns
         e.st_ctime_ns = a.ctime_ns
+        inode.fuse_entry = (inode.attr, inode.complete, e)
         return e
 
     def negative(self) -> pyfuse3.EntryAttributes:
