@@ -675,6 +675,13 @@ class HttpBackend(Backend):
 
     async def _list_dir(self, dir_key: str) -> list[ObjectMeta]:
         entries, kind = await self._read_index(dir_key)
+        if kind == "json" and self.etag_form == "unknown":
+            sample = next((e for e in entries if not e.is_dir and e.size is not None), None)
+            if sample is not None:
+                # one HEAD shows how the server makes ETags; then this listing and all
+                # later ones are complete, and ls -l needs no HEAD per file
+                with contextlib.suppress(StorefsError):
+                    await self.head(dir_key + sample.name)
         out: list[ObjectMeta] = []
         for entry in entries:
             try:
