@@ -36,8 +36,8 @@ name percent-encoded); a directory is a URL ending in ``/``.  How the interface 
 writes
     none: every write method raises ``ReadOnly`` (``capabilities.read_only``).
 
-Credentials (HTTP basic ``username``/``password``) and extra ``header``\\ s go only to the
-source's own scheme, host and port, never to a host a redirect points to.  They are never
+Credentials (HTTP basic ``username``/``password``) and extra headers (``header=``) go only
+to the source's own scheme, host and port, never to a host a redirect points to.  They are never
 logged, and ``describe`` shows the user name at most.  TLS: ``ca_bundle`` is the only trust
 store when given (``SSL_CERT_FILE`` and friends, which some machines set, do not override
 it); else the system's (``SSL_CERT_FILE`` honoured); ``insecure`` verifies nothing.
@@ -459,7 +459,7 @@ class HttpBackend(Backend):
             resp = await self._send("HEAD", url, what=f"HEAD {url}", headers=_IDENTITY)
         except StorefsError:
             return
-        await _abandon(resp, None)
+        await self._finish(resp)
         if resp.status_code < 300 and not resp.url.path.endswith("/"):
             raise ConfigError(f"http: {url} is a file, not a directory: mount the directory "
                               "that holds it")

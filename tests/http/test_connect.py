@@ -99,7 +99,7 @@ async def test_a_server_that_never_answers(silent_port: int) -> None:
 
 
 async def test_the_errnos_of_connect_errors(servers: HttpServers) -> None:
-    d, path = servers.fresh()
+    _, path = servers.fresh()
     with pytest.raises(NotFound) as missing:
         async with open_http(servers.urls["http"] + path + "gone/"):
             pass

@@ -174,7 +174,7 @@ def test_basic_auth_from_the_config_file(mount_tree: Callable[..., tuple[Mounted
     config = tmp_path / "http.yaml"
     config.write_text(f"http:\n  username: {servers.user}\n  password: {servers.password}\n")
     config.chmod(0o600)
-    m, src = mount_tree({"private.txt": b"for jill only\n"}, under="_auth",
+    m, _ = mount_tree({"private.txt": b"for jill only\n"}, under="_auth",
                         env={"STOREFS_CONFIG": str(config)})
     assert (m.path / "private.txt").read_bytes() == b"for jill only\n"
     status = storefs("status", env={"STOREFS_CONFIG": str(config)}).stdout
