@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+from cachetools import TTLCache
 
-from storefs.backends.base import Backend, ETag, ObjectMeta, StoreUsage
+from storefs.backends.base import Backend, ETag, ListPage, ObjectMeta, StoreUsage
 from storefs.cache.dirty import DirtyFile, Expect
 from storefs.cache.fetch import Fetcher, LocalVersion, ReadAhead, RemoteVersion, VersionReader
 from storefs.cache.writeback import WriteBack
@@ -167,6 +168,10 @@ class Filesystem:
         self._stats_inflight: dict[str, _SharedStat] = {}
         self._usage: tuple[float, StoreUsage | None] | None = None
         self._nursery: trio.Nursery | None = None
+        #: lookup misses per directory, and directories too big to list for a lookup
+        self._misses: TTLCache[str, int] = TTLCache(10_000, max(options.dir_timeout, 1.0),
+                                                     trio.current_time)
+        self._big_dirs: TTLCache[str, bool] = TTLCache(10_000, 60.0, trio.current_time)
         self._prefetch_limiter = trio.CapacityLimiter(PREFETCH_PARALLEL)
         self.counters: dict[str, int] = {}
         writeback.on_uploaded = self._uploaded
@@ -382,6 +387,11 @@ class Filesystem:
         meta = self.cache.get(path)
         if meta is None:
             child = self.cache.child(path)
+            if child is None and parent.path is not None \
+                    and await self._list_parent(parent.path) is not None:
+                if self.cache.is_negative(path):
+                    return None
+                child = self.cache.child(path)
             if child is not None:
                 meta = child.meta or self._implicit_dir_meta(path, known=False)
         if meta is None or not meta.metadata_complete:
@@ -389,6 +399,42 @@ class Filesystem:
             if meta is None:
                 return None
         return self._inode_from_meta(path, meta)
+
+    async def _list_parent(self, path: str) -> Listing | None:
+        """After the second lookup miss in one directory, list it instead (one request for
+        every name in it: git, compilers and shells probe many names in few directories),
+        if it fits in one page; a bigger directory keeps per-name lookups."""
+        listing = self.cache.listing(path)
+        if listing is not None or not self.cache.enabled[2]:
+            return listing
+        misses = self._misses.get(path, 0) + 1
+        self._misses[path] = misses
+        if misses < 2 or path in self._big_dirs:
+            return None
+        slot = "l:" + path
+        shared = self._stats_inflight.get(slot)
+        if shared is not None:
+            await shared.done.wait()
+            return self.cache.listing(path)
+        shared = self._stats_inflight[slot] = _SharedStat()
+        try:
+            prefix = path + "/" if path else ""
+            page = await self.backend.list_page(prefix)
+            self._count("list")
+            if page.next_token is not None:
+                self._big_dirs[path] = True
+                return None
+            listing = dict(self._page_entries(path, page))
+            for inode in self.inodes.below(path):
+                if inode.path is not None and inode.local_only:
+                    rest = inode.path[len(prefix):]
+                    if "/" not in rest:
+                        listing.setdefault(rest, Child(None, False))
+            self.cache.put_listing(path, listing)
+            return listing
+        finally:
+            shared.done.set()
+            del self._stats_inflight[slot]
 
     # ---------------------------------------------------------------------------------------
     # lookup, getattr, forget
@@ -544,7 +590,9 @@ class Filesystem:
                         meta.etag)
         if inode.kernel_etag is not None:
             inode.kernel_etag = meta.etag  # the bytes did not change
-        self.cache.put(inode.path or "", meta)
+        if inode.path:
+            # the parent's cached listing must not bring the old attributes back
+            self.cache.added(inode.path, meta, inode.attr.is_dir)
 
     async def _truncate(self, inode: Inode, size: int) -> None:
         if size == inode.attr.size and inode.dirty is None:
@@ -692,6 +740,9 @@ class Filesystem:
         inode.complete = True
         inode.implicit = False
         self.cache.added(path, meta, True)
+        # a directory this mount just made is empty: lookups in it need not ask the store
+        # (until dir_timeout; every entry made here is added to this listing)
+        self.cache.put_listing(path, {})
         self._touch_dir(parent)
         return inode
 
@@ -979,8 +1030,8 @@ class Filesystem:
             inode.checked = 0.0
             inode.complete = False
             inode.kernel_etag = None
-        self.cache.invalidate(pa)
-        self.cache.invalidate(pb)
+        for p in (pa, pb):
+            self.cache.forget_tree(p)  # their listings swapped too
 
     # ---------------------------------------------------------------------------------------
     # files
@@ -1167,28 +1218,39 @@ class Filesystem:
         page = await self.backend.list_page(prefix, token=handle.token)
         self._count("list")
         incomplete: list[str] = []
-        for obj in page.objects:
-            if obj.key == prefix:
-                continue  # the directory's own marker
-            name = obj.key[len(prefix):].rstrip("/")
-            if _listable(name):
-                handle.add(name, Child(obj, obj.is_dir))
+        for name, child in self._page_entries(handle.path, page):
+            handle.add(name, child)
+            obj = child.meta
+            if obj is not None:
                 path = _join(handle.path, name)
                 # lookups of these names while the listing goes on need no request
                 self.cache.put(path, obj)
                 if not obj.metadata_complete and not obj.is_dir:
                     incomplete.append(path)
         self._prefetch_attrs(incomplete, page.objects)
-        for p in page.prefixes:
-            name = p[len(prefix):].rstrip("/")
-            if _listable(name):
-                handle.add(name, Child(None, True))
         handle.token = page.next_token
         if handle.token is None:
             handle.done = True
             self._add_pending(handle)
             listing: Listing = dict(handle.entries)
             self.cache.put_listing(handle.path, listing)
+
+    @staticmethod
+    def _page_entries(path: str, page: ListPage) -> list[tuple[str, Child]]:
+        """The (name, entry) pairs a listing page of directory ``path`` holds."""
+        prefix = path + "/" if path else ""
+        out: list[tuple[str, Child]] = []
+        for obj in page.objects:
+            if obj.key == prefix:
+                continue  # the directory's own marker
+            name = obj.key[len(prefix):].rstrip("/")
+            if _listable(name):
+                out.append((name, Child(obj, obj.is_dir)))
+        for p in page.prefixes:
+            name = p[len(prefix):].rstrip("/")
+            if _listable(name):
+                out.append((name, Child(None, True)))
+        return out
 
     def _prefetch_attrs(self, paths: list[str], objects: list[ObjectMeta]) -> None:
         """Listings of S3, Swift and Manta carry no user metadata: fetch the attributes of

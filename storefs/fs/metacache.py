@@ -97,6 +97,8 @@ class MetaCache:
 
     def added(self, path: str, meta: ObjectMeta | None, is_dir: bool) -> None:
         """``path`` was created (or replaced) by this mount."""
+        if not path:
+            return  # the root has no parent listing
         self._neg.pop(path, None)
         if meta is not None:
             self.put(path, meta)

@@ -122,9 +122,11 @@ async def test_rename_of_a_file_never_uploaded_moves_it_locally(fs: Filesystem) 
 
 
 async def test_directories_on_a_flat_store(fs: Filesystem) -> None:
-    d = await fs.mkdir(ROOT_INO, "d", 0o750, 0, 0)
+    await other_client(fs).put("d/", b"", {})  # a marker and a prefix made by another tool
+    await other_client(fs).put("d/inner/x", b"1", {})
+    d = await fs.lookup(ROOT_INO, "d")
+    assert d is not None and d.attr.is_dir and not d.implicit
     fs.remember(d)
-    await other_client(fs).put("d/inner/x", b"1", {})  # a prefix made by another tool
     inner = await fs.lookup(d.ino, "inner")
     assert inner is not None and inner.attr.is_dir and inner.implicit
     fs.remember(inner)
