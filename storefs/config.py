@@ -26,7 +26,8 @@ import yaml
 from storefs.errors import ConfigError
 
 #: setting names whose values are secrets: never logged, and their file must be private
-SECRET_WORDS = ("secret", "password", "passphrase", "token", "key_data", "private")
+SECRET_WORDS = ("secret", "password", "passphrase", "token", "key_data", "private", "header",
+                "authorization")
 
 
 def config_path() -> Path | None:

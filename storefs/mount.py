@@ -142,6 +142,13 @@ def fuse_options(request: MountRequest) -> set[str]:
     return opts
 
 
+def read_only_store(request: MountRequest, backend: Backend) -> None:
+    """A store that refuses every write (https://) is mounted read-only for the kernel
+    too, so `mount` shows ro and tools see EROFS before asking."""
+    if backend.capabilities.read_only:
+        request.options.read_only = True
+
+
 def _raise_nofile_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -216,6 +223,7 @@ class Mount:
             ready(str(exc))
             return 1
         _raise_nofile_limit()
+        read_only_store(req, self.backend)
         ops = Operations(fs)
         # from pyfuse3.init on, touching the mountpoint from this thread (even realpath)
         # waits for this very loop to answer: resolve everything about it before

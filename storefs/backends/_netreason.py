@@ -41,6 +41,9 @@ def _chain(exc: BaseException) -> list[BaseException]:
         if isinstance(reason, BaseException):
             todo.append(reason)
         todo += [a for a in getattr(e, "args", ()) if isinstance(a, BaseException)]
+        if isinstance(e, BaseExceptionGroup):
+            # trio's "all attempts to connect failed" wraps the real errors in a group
+            todo += list(e.exceptions)
     return seen
 
 
