@@ -210,3 +210,25 @@ async def test_a_remote_overwrite_never_mixes_versions_in_an_open_file(fs: Files
     assert not keep  # the kernel must drop its pages of the old version
     assert await fs.read(h.fh, 2 * MiB, 3) == b"nnn"
     await fs.release(h.fh)
+
+
+async def test_probing_many_missing_names_lists_the_directory_once(fs: Filesystem) -> None:
+    client = other_client(fs)
+    for i in range(3):
+        await client.put(f"objects/{i:02x}/blob", b"x", {})
+    objects = await fs.lookup(ROOT_INO, "objects")
+    assert objects is not None
+    fs.remember(objects)
+    requests = client.store.requests
+    before = dict(requests)
+    found = 0
+    for i in range(256):  # what git prune does in .git/objects
+        inode = await fs.lookup(objects.ino, f"{i:02x}")
+        if inode is not None:
+            found += 1
+            fs.remember(inode)
+    assert found == 3
+    used = {k: requests.get(k, 0) - before.get(k, 0) for k in requests}
+    # one listing answers the 253 misses; only the 3 directories found are looked at
+    # (their markers may hold attributes), instead of a HEAD and a LIST for every name
+    assert used.get("list", 0) + used.get("head", 0) <= 10, used
