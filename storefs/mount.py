@@ -209,7 +209,11 @@ class Mount:
         opts = req.options
         assert self.cache_dir is not None
         chunk = opts.integer("chunk_size")
-        self.chunks = ChunkCache(self.cache_dir / "chunks", opts.integer("cache_size"))
+        # memory holds the read-ahead window's pages, so a sequential reader is served
+        # from RAM (bounded: readahead + one request's worth)
+        self.chunks = ChunkCache(self.cache_dir / "chunks", opts.integer("cache_size"),
+                                 memory_pages=max(16, (opts.integer("readahead") + (16 << 20))
+                                                  // chunk))
         fetcher = Fetcher(self.backend, self.chunks, chunk, opts.integer("read_parallel"))
         writeback = WriteBack(self.backend, fetcher, self.cache_dir / "dirty",
                               parallel=opts.integer("write_parallel"),

@@ -104,10 +104,24 @@ class ChunkCache:
         return self.name(key, etag, index) in self._pages
 
     def put(self, key: str, etag: str, index: int, data: bytes) -> None:
+        """Keep a page (memory now, disk too); the disk write happens on this thread."""
         name = self.name(key, etag, index)
         self._remember(name, data)
-        if name in self._pages or self.capacity <= 0:
-            return
+        if self.wants(name):
+            self.stored(name, self.write_file(name, data))
+
+    def remember(self, key: str, etag: str, index: int, data: bytes) -> str:
+        """Keep a page in memory; returns its name for ``write_file``/``stored``."""
+        name = self.name(key, etag, index)
+        self._remember(name, data)
+        return name
+
+    def wants(self, name: str) -> bool:
+        return name not in self._pages and self.capacity > 0
+
+    def write_file(self, name: str, data: bytes) -> int | None:
+        """Write a page file (safe in a worker thread: touches no shared state); returns
+        its size, or None when it could not be written (a full disk: see ``stored``)."""
         path = self._path(name)
         tmp = path.with_name(_TMP + name)
         try:
@@ -123,17 +137,24 @@ class ChunkCache:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            log.warning("chunk cache: cannot write %s: %s", path, exc)
+            return -1 if exc.errno in (errno.ENOSPC, errno.EDQUOT) else None
+        return len(data)
+
+    def stored(self, name: str, size: int | None) -> None:
+        """Account for a page ``write_file`` wrote (on the trio thread)."""
+        if size is None or size < 0:
             self.write_errors += 1
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            if size == -1:
                 # the disk is full: make room by shrinking, reads go on from the store
                 self.capacity = max(0, self.used // 2)
                 log.warning("chunk cache: disk full, shrinking to %d bytes", self.capacity)
                 self._evict()
-            else:
-                log.warning("chunk cache: cannot write %s: %s", path, exc)
             return
-        self._pages[name] = len(data)
-        self.used += len(data)
+        if name in self._pages:
+            return
+        self._pages[name] = size
+        self.used += size
         self._evict()
 
     def _remember(self, name: str, data: bytes) -> None:

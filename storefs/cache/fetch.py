@@ -51,12 +51,14 @@ class _Pending:
 class ReadAhead:
     """Sequential-read detector of one open file (see the module docstring)."""
 
-    __slots__ = ("max_pages", "next", "window")
+    __slots__ = ("frontier", "max_pages", "next", "window")
 
     def __init__(self, max_pages: int) -> None:
         self.max_pages = max_pages
         self.next = 0
         self.window = 0
+        #: the last page read ahead so far (-1: none)
+        self.frontier = -1
 
     def observe(self, start: int, end: int, page: int) -> int:
         """Record a read of ``[start, end)``; returns how many pages to fetch ahead."""
@@ -66,6 +68,7 @@ class ReadAhead:
             self.window = min(self.max_pages, max(1, self.window * 2))
         else:
             self.window = 0
+            self.frontier = -1
         self.next = max(end, self.next) if self.window else end
         return self.window
 
@@ -80,6 +83,8 @@ class Fetcher:
         self.page_size = page_size
         self.limiter = trio.CapacityLimiter(parallel)
         self.max_outstanding = 2 * parallel
+        #: pages fetched by one read-ahead request (8 MiB with the default page size)
+        self.run_pages = max(1, (8 << 20) // page_size)
         self._pending: dict[str, _Pending] = {}
         self._nursery: trio.Nursery | None = None
         self.fetched_bytes = 0
@@ -115,8 +120,12 @@ class Fetcher:
                 raise IntegrityError(
                     f"{key}: store returned {len(data)} bytes for [{start}, {end})")
             self.fetched_bytes += len(data)
-            self.cache.put(key, etag, index, data)
+            name = self.cache.remember(key, etag, index, data)
             pending.data = data
+            pending.event.set()
+            if self.cache.wants(name):
+                self.cache.stored(name, await trio.to_thread.run_sync(
+                    self.cache.write_file, name, data))
             return data
         except BaseException as exc:
             pending.error = exc
@@ -127,28 +136,77 @@ class Fetcher:
                 del self._pending[name]
 
     def prefetch(self, key: str, etag: ETag, size: int, first: int, count: int) -> None:
-        """Fetch pages ``first..first+count-1`` in the background (best effort)."""
+        """Fetch pages ``first..first+count-1`` in the background (best effort).
+
+        Consecutive missing pages are fetched together, up to ``run_pages`` per ranged GET:
+        a request costs far more than its bytes on most stores (signing, a thread hop, a
+        round trip), so a sequential reader gets 8 MiB per request and a random reader
+        still fetches only the page it needs."""
         if self._nursery is None:
             return
         last = (size - 1) // self.page_size
+        run: list[int] = []
         for index in range(first, min(last, first + count - 1) + 1):
-            if len(self._pending) >= self.max_outstanding:
-                return
+            if len(self._pending) + len(run) >= self.max_outstanding * self.run_pages:
+                break
             name = ChunkCache.name(key, etag, index)
             if name in self._pending or self.cache.has(key, etag, index):
+                self._start_run(key, etag, size, run)
+                run = []
                 continue
-            self.prefetched += 1
-            self._nursery.start_soon(self._prefetch_one, name, key, etag, size, index)
+            run.append(index)
+            if len(run) == self.run_pages:
+                self._start_run(key, etag, size, run)
+                run = []
+        self._start_run(key, etag, size, run)
 
-    async def _prefetch_one(self, name: str, key: str, etag: ETag, size: int,
-                            index: int) -> None:
-        if name in self._pending:
+    def _start_run(self, key: str, etag: ETag, size: int, run: list[int]) -> None:
+        if not run or self._nursery is None:
             return
+        pendings = []
+        for index in run:
+            pending = _Pending()
+            self._pending[ChunkCache.name(key, etag, index)] = pending
+            pendings.append(pending)
+        self.prefetched += len(run)
+        self._nursery.start_soon(self._fetch_run, key, etag, size, list(run), pendings)
+
+    async def _fetch_run(self, key: str, etag: ETag, size: int, run: list[int],
+                         pendings: list[_Pending]) -> None:
+        start = run[0] * self.page_size
+        end = min(size, (run[-1] + 1) * self.page_size)
         try:
-            await self._fetch(name, key, etag, size, index)
+            async with self.limiter:
+                data = await self.backend.get_range(key, start, end, if_match=etag)
+            if len(data) != end - start:
+                raise IntegrityError(
+                    f"{key}: store returned {len(data)} bytes for [{start}, {end})")
+            self.fetched_bytes += len(data)
+            pages: list[tuple[str, bytes]] = []
+            for i, (index, pending) in enumerate(zip(run, pendings, strict=True)):
+                page = data[i * self.page_size:(i + 1) * self.page_size]
+                name = self.cache.remember(key, etag, index, page)
+                pending.data = page
+                pending.event.set()  # readers need not wait for the disk
+                if self.cache.wants(name):
+                    pages.append((name, page))
+            # page files are written off the trio thread: a disk under write pressure
+            # must not stall every other request
+            sizes = await trio.to_thread.run_sync(
+                lambda: [self.cache.write_file(n, p) for n, p in pages])
+            for (name, _), written in zip(pages, sizes, strict=True):
+                self.cache.stored(name, written)
         except Exception as exc:
             # a foreground read of the page will retry and report
-            log.debug("read-ahead of %s page %d failed: %s", key, index, exc)
+            log.debug("read-ahead of %s pages %d-%d failed: %s", key, run[0], run[-1], exc)
+            for pending in pendings:
+                pending.error = exc
+        finally:
+            for index, pending in zip(run, pendings, strict=True):
+                pending.event.set()
+                name = ChunkCache.name(key, etag, index)
+                if self._pending.get(name) is pending:
+                    del self._pending[name]
 
     def statistics(self) -> dict[str, Any]:
         return {"fetched_bytes": self.fetched_bytes, "prefetched_pages": self.prefetched,
@@ -172,8 +230,14 @@ class RemoteVersion:
         first, last = start // page, (end - 1) // page
         if ahead is not None:
             window = ahead.observe(start, end, page)
-            if window:
-                self.fetcher.prefetch(self.key, self.etag, self.size, last + 1, window)
+            target = min(last + window, (self.size - 1) // page)
+            begin = max(last + 1, ahead.frontier + 1)
+            # read ahead in whole runs (one request each), not a page per call
+            if window and target >= begin and (target - begin + 1 >= self.fetcher.run_pages
+                                               or target == (self.size - 1) // page
+                                               or window < self.fetcher.run_pages):
+                self.fetcher.prefetch(self.key, self.etag, self.size, begin, target - begin + 1)
+                ahead.frontier = target
         if first == last:
             data = await self.fetcher.page(self.key, self.etag, self.size, first)
             return data[start - first * page:end - first * page]
