@@ -35,3 +35,18 @@ def test_capacity_evicts_least_recently_used(tmp_path: Path) -> None:
     cache.put("k", "e", 3, bytes(100))
     assert cache.get("k", "e", 1) is not None and cache.get("k", "e", 2) is None
     assert cache.statistics()["evictions"] == 2
+
+
+def test_partial_reads_come_from_the_page_file_and_stop_at_eviction(tmp_path: Path) -> None:
+    cache = ChunkCache(tmp_path / "c", capacity=250, memory_pages=0)
+    page = bytes(range(100))
+    cache.put("k", "e", 0, page)
+    assert cache.read("k", "e", 0, 10, 14) == page[10:14]  # pread, not the whole page
+    assert cache.read("k", "e", 0, 96, 100) == page[96:]
+    assert cache.read("k", "other", 0, 0, 4) is None  # another version is never mixed in
+    cache.put("k", "e", 1, bytes(100))
+    cache.put("k", "e", 2, bytes(100))  # evicts page 0 (and closes its descriptor)
+    assert cache.read("k", "e", 0, 10, 14) is None
+    assert cache.read("k", "e", 2, 0, 3) == bytes(3)
+    cache.clear()
+    assert cache.read("k", "e", 2, 0, 3) is None
