@@ -259,7 +259,11 @@ class Filesystem:
         if not meta.metadata_complete and inode.complete and (
                 (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir)):
             # a listing without metadata says nothing new about this version (nor does a
-            # bare prefix about a directory): keep what a HEAD said, until it is stale
+            # bare prefix about a directory): keep what a HEAD said, until it is stale;
+            # a fresh listing that names the same version vouches for it as long again
+            if listed and not meta.is_dir:
+                inode.listed = True
+                inode.checked = trio.current_time()
             return
         inode.listed = listed
         decoded = posix_meta.decode(meta, self.opts.defaults)
@@ -395,7 +399,12 @@ class Filesystem:
             if child is not None:
                 meta = child.meta or self._implicit_dir_meta(path, known=False)
         if meta is None or not meta.metadata_complete:
-            meta = await self._stat(path)
+            # a listing that just named a file needs one HEAD (and shares the attribute
+            # prefetch's, if it is in flight), not HEAD + LIST of a directory of that name
+            listed_file = meta is not None and not meta.is_dir
+            meta = await self._stat(path, file_only=listed_file)
+            if meta is None and listed_file:
+                meta = await self._stat(path)  # gone, or a directory now
             if meta is None:
                 return None
         return self._inode_from_meta(path, meta)
@@ -1269,19 +1278,33 @@ class Filesystem:
                 if recorded is not None:
                     self.cache.put(path, recorded)
                     continue
-            self._nursery.start_soon(self._prefetch_one, path)
+            self._nursery.start_soon(self._prefetch_one, path, by_key[path].etag)
 
-    async def _prefetch_one(self, path: str) -> None:
+    async def _prefetch_one(self, path: str, etag: ETag | None) -> None:
         async with self._prefetch_limiter:
+            # queued behind others: a foreground lookup may have fetched it meanwhile
+            known = self.cache.get(path)
+            if known is not None and known.metadata_complete and known.etag == etag:
+                return
+            inode = self.inodes.at(path)
+            if (inode is not None and inode.complete and inode.meta is not None
+                    and inode.meta.etag == etag):
+                return
             try:
                 meta = await self._stat(path, file_only=True)
             except StorefsError as exc:
                 log.debug("attribute prefetch of %s failed: %s", path, exc)
                 return
+        if meta is None:
+            return
+        self.cache.put(path, meta, listed=True)
         inode = self.inodes.at(path)
-        if meta is not None and inode is not None and inode.dirty is None \
-                and not inode.local_only and not inode.attr.is_dir:
+        if inode is not None and inode.dirty is None and not inode.local_only \
+                and not inode.attr.is_dir:
             self._apply_meta(inode, meta)
+            inode.listed = True  # as fresh as the listing that named it: trusted as long
+        elif self.attrs is not None:
+            self.attrs.record(meta)
 
     def _add_pending(self, handle: DirHandle) -> None:
         for inode in self.inodes.below(handle.path):

@@ -45,6 +45,10 @@ class MetaCache:
                  timer: Callable[[], float], maxsize: int = 200_000) -> None:
         self._stat: TTLCache[str, ObjectMeta] = TTLCache(maxsize, max(attr_ttl, 1e-9), timer)
         self._neg: TTLCache[str, bool] = TTLCache(maxsize, max(negative_ttl, 1e-9), timer)
+        #: attributes fetched for the entries of a listing (the attribute prefetch): as
+        #: fresh as the listing, so trusted as long (a 10,000-entry ``ls -l`` outlasts
+        #: attr_timeout, and must not fetch an entry twice)
+        self._listed: TTLCache[str, ObjectMeta] = TTLCache(maxsize, max(dir_ttl, 1e-9), timer)
         self._dirs: TTLCache[str, Listing] = TTLCache(max(64, maxsize // 1000),
                                                       max(dir_ttl, 1e-9), timer)
         self.enabled = (attr_ttl > 0, negative_ttl > 0, dir_ttl > 0)
@@ -52,7 +56,8 @@ class MetaCache:
     # -- single paths ------------------------------------------------------------------
 
     def get(self, path: str) -> ObjectMeta | None:
-        return self._stat.get(path)
+        meta = self._stat.get(path)
+        return meta if meta is not None else self._listed.get(path)
 
     def is_negative(self, path: str) -> bool:
         if self._neg.get(path):
@@ -67,7 +72,14 @@ class MetaCache:
         listing = self._dirs.get(parent)
         return None if listing is None else listing.get(name)
 
-    def put(self, path: str, meta: ObjectMeta) -> None:
+    def put(self, path: str, meta: ObjectMeta, *, listed: bool = False) -> None:
+        """Remember what the store said of ``path``; ``listed``: complete attributes of an
+        entry of a listing being read, kept for ``dir_timeout``."""
+        kept = self._listed.get(path)
+        if kept is not None and (meta.metadata_complete or kept.etag != meta.etag):
+            del self._listed[path]  # superseded (an incomplete entry of its version is not)
+        if listed and self.enabled[2] and meta.metadata_complete:
+            self._listed[path] = meta
         if self.enabled[0]:
             old = self._stat.get(path)
             if (old is None or meta.metadata_complete or not old.metadata_complete
@@ -78,6 +90,7 @@ class MetaCache:
 
     def put_negative(self, path: str) -> None:
         self._stat.pop(path, None)
+        self._listed.pop(path, None)
         if self.enabled[1]:
             self._neg[path] = True
 
@@ -104,6 +117,7 @@ class MetaCache:
             self.put(path, meta)
         else:
             self._stat.pop(path, None)
+            self._listed.pop(path, None)
         parent, name = _parent(path)
         listing = self._dirs.get(parent)
         if listing is not None:
@@ -122,15 +136,17 @@ class MetaCache:
     def forget_tree(self, path: str) -> None:
         """Drop everything cached at or below ``path`` (after a directory rename)."""
         prefix = path + "/"
-        for cache in (self._stat, self._neg, self._dirs):
+        for cache in (self._stat, self._neg, self._dirs, self._listed):
             for key in [k for k in list(cache.keys()) if k == path or k.startswith(prefix)]:
                 cache.pop(key, None)
 
     def invalidate(self, path: str) -> None:
         self._stat.pop(path, None)
+        self._listed.pop(path, None)
         self._neg.pop(path, None)
 
     def clear(self) -> None:
         self._stat.clear()
+        self._listed.clear()
         self._neg.clear()
         self._dirs.clear()
