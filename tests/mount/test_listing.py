@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -132,3 +133,29 @@ def test_ls_l_after_remount_needs_no_head_per_entry(remote_mount: Mounted,
     assert lines["f007"][0] == "-rw-------"
     assert lines["f008"][5] == "1000000000"
     assert lines["f123"][4] == "123"
+
+
+@pytest.mark.mount_options(attr_timeout="0.1")  # the listing outlives the attribute TTL
+def test_cold_ls_l_with_an_empty_cache_is_one_head_per_entry(
+        remote_mount: Mounted, request: pytest.FixtureRequest) -> None:
+    """Nothing recorded (a new cache directory): `ls -l` lists the directory once and
+    fetches each entry's attributes once, in parallel: no second HEAD when the kernel's
+    stat comes after the prefetch, no listing of a would-be directory per file name."""
+    m = remote_mount
+    d = m.path / "d"
+    d.mkdir()
+    for i in range(300):
+        (d / f"f{i:03d}").write_bytes(b"y")
+    os.chmod(d / "f042", 0o640)
+    m.umount()
+    shutil.rmtree(m.cache_dir)
+    m.mount()
+    head = HEAD_REQUEST[request.node.callspec.params["remote_mount"]]
+    before = requests(m)
+    out = subprocess.run(["ls", "-l", str(d)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    used = delta(requests(m), before)
+    assert len(out) == 301
+    assert 300 <= used.get(head, 0) <= 305, used
+    assert sum(n for op, n in used.items() if op != head) <= 6, used
+    assert next(ln for ln in out if ln.endswith(" f042")).startswith("-rw-r-----")
