@@ -253,15 +253,14 @@ class Filesystem:
     def _apply_meta(self, inode: Inode, meta: ObjectMeta, *, listed: bool = False) -> None:
         """Take attributes from the store's ``meta`` (the inode has no local changes);
         ``listed``: ``meta`` comes from a directory listing."""
-        if inode.meta is meta:
-            return  # the same entry again (a cached listing): nothing new to decode
         old = inode.meta.etag if inode.meta is not None else None
-        if not meta.metadata_complete and inode.complete and (
-                (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir)):
-            # a listing without metadata says nothing new about this version (nor does a
-            # bare prefix about a directory): keep what a HEAD said, until it is stale;
-            # a fresh listing that names the same version vouches for it as long again
-            if listed and not meta.is_dir:
+        if inode.meta is meta or (not meta.metadata_complete and inode.complete and (
+                (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir))):
+            # the same entry again, or a listing without metadata, which says nothing new
+            # about this version (nor does a bare prefix about a directory): keep what a
+            # HEAD said; a listing that names this version vouches for it as long as
+            # itself (so up to twice dir_timeout when it was served from the cache)
+            if listed and inode.complete and not meta.is_dir:
                 inode.listed = True
                 inode.checked = trio.current_time()
             return
