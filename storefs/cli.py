@@ -252,16 +252,23 @@ def _wait_gone(mountpoint: Path, timeout: float = 30.0) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from storefs.control import ControlUnavailable, all_sockets, request
 
+    def status_of(mountpoint: Path | None, sock: Path | None = None) -> dict[str, Any]:
+        reply = request(mountpoint, {"cmd": "status"}, path=sock, timeout=10)
+        status = reply.get("status")
+        if not isinstance(status, dict):  # e.g. a daemon in the middle of unmounting
+            raise StorefsError(f"the storefs daemon for {mountpoint or sock} gave no status: "
+                               f"{reply.get('error', 'no reason given')}")
+        return status
+
     results: list[dict[str, Any]] = []
     if args.mountpoint:
-        results.append(request(Path(args.mountpoint).expanduser(), {"cmd": "status"},
-                               timeout=10)["status"])
+        results.append(status_of(Path(args.mountpoint).expanduser()))
     else:
         for sock in all_sockets():
             try:
-                results.append(request(None, {"cmd": "status"}, path=sock, timeout=10)["status"])
-            except (ControlUnavailable, StorefsError):
-                continue
+                results.append(status_of(None, sock))
+            except (ControlUnavailable, StorefsError, ValueError):
+                continue  # gone, going, or not answering: list the ones that are there
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

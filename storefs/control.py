@@ -144,14 +144,21 @@ def request(mountpoint: Path | str | None, cmd: dict[str, Any], *,
         except OSError as exc:
             raise ControlUnavailable(f"no storefs daemon answers for {mountpoint}: "
                                      f"{exc.strerror}") from exc
-        s.sendall(json.dumps(cmd).encode() + b"\n")
         buf = b""
+        try:
+            s.sendall(json.dumps(cmd).encode() + b"\n")
+        except OSError as exc:  # the daemon is going away
+            raise ControlUnavailable(f"the storefs daemon for {mountpoint} went away: "
+                                     f"{exc.strerror}") from exc
         while True:
             try:
                 chunk = s.recv(65536)
             except TimeoutError as exc:
                 raise StorefsError(f"the storefs daemon for {mountpoint} did not answer "
                                    f"within {timeout:.0f}s") from exc
+            except OSError as exc:
+                raise ControlUnavailable(f"the storefs daemon for {mountpoint} went away: "
+                                         f"{exc.strerror}") from exc
             if not chunk:
                 raise StorefsError(f"the storefs daemon for {mountpoint} closed the "
                                    "connection")

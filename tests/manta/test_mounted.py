@@ -66,7 +66,7 @@ def mounted(tmp_path: Path, source: str, env: dict[str, str],
 
 
 def daemon_pid(mnt: Path, env: dict[str, str]) -> int:
-    status = storefs("status", env=env).stdout
+    status = storefs("status", str(mnt), env=env).stdout
     m = re.search(rf" on {re.escape(str(mnt))} \(pid (\d+)", status)
     assert m, status
     return int(m.group(1))
