@@ -65,11 +65,26 @@ def storefs(*args: str, env: dict[str, str] | None = None, timeout: float = COMM
                           stdin=subprocess.DEVNULL)
 
 
+def _fuse_connection(mountpoint: Path) -> str | None:
+    """The FUSE connection number of the mount at ``mountpoint`` from /proc/self/mountinfo
+    (a stat of a hung mount could block; a stat of a path no longer mounted gives another
+    file system's device), or None when no FUSE mount is there."""
+    target = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fields[4] == target and fstype.startswith("fuse"):
+                return fields[2].split(":")[1]
+    return None
+
+
 def abort_fuse(mountpoint: Path) -> None:
     """Unblock a hung mount: abort its FUSE connection, then detach it."""
     with contextlib.suppress(OSError):
-        dev = os.stat(mountpoint, follow_symlinks=False).st_dev
-        (Path("/sys/fs/fuse/connections") / str(os.minor(dev)) / "abort").write_text("1")
+        conn = _fuse_connection(mountpoint)
+        if conn is not None:
+            (Path("/sys/fs/fuse/connections") / conn / "abort").write_text("1")
     subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], capture_output=True,
                    check=False)
 
