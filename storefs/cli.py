@@ -267,7 +267,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         for sock in all_sockets():
             try:
                 results.append(status_of(None, sock))
-            except (ControlUnavailable, StorefsError, ValueError):
+            except (ControlUnavailable, StorefsError):
                 continue  # gone, going, or not answering: list the ones that are there
     if args.json:
         print(json.dumps(results, indent=2))

@@ -165,7 +165,11 @@ def request(mountpoint: Path | str | None, cmd: dict[str, Any], *,
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                msg: dict[str, Any] = json.loads(line)
+                try:
+                    msg: dict[str, Any] = json.loads(line)
+                except ValueError as exc:
+                    raise StorefsError(f"the storefs daemon for {mountpoint} answered "
+                                       f"something that is not JSON: {exc}") from exc
                 if msg.get("done"):
                     return msg
                 if "progress" in msg:

@@ -80,14 +80,20 @@ class ChunkCache:
     def name(key: str, etag: str, index: int) -> str:
         return f"{version_id(key, etag)}.{index}"
 
-    def get(self, key: str, etag: str, index: int) -> bytes | None:
-        name = self.name(key, etag, index)
+    def _from_memory(self, name: str) -> bytes | None:
+        """The page if memory holds it (a hit: both LRUs move it to their end)."""
         data = self._memory.get(name)
         if data is not None:
             self._memory.move_to_end(name)
             if name in self._pages:
                 self._pages.move_to_end(name)
             self.hits += 1
+        return data
+
+    def get(self, key: str, etag: str, index: int) -> bytes | None:
+        name = self.name(key, etag, index)
+        data = self._from_memory(name)
+        if data is not None:
             return data
         if name not in self._pages:
             self.misses += 1
@@ -111,12 +117,8 @@ class ChunkCache:
         ``pread`` through a kept descriptor, not loaded whole (and not promoted to memory,
         which holds the sequential readers' window)."""
         name = self.name(key, etag, index)
-        data = self._memory.get(name)
+        data = self._from_memory(name)
         if data is not None:
-            self._memory.move_to_end(name)
-            if name in self._pages:
-                self._pages.move_to_end(name)
-            self.hits += 1
             return data[lo:hi]
         if name not in self._pages:
             return None

@@ -239,12 +239,12 @@ class RemoteVersion:
                 self.fetcher.prefetch(self.key, self.etag, self.size, begin, target - begin + 1)
                 ahead.frontier = target
         if first == last:
-            lo = start - first * page
-            cached = self.fetcher.cache.read(self.key, self.etag, first, lo, end - first * page)
+            lo, hi = start - first * page, end - first * page
+            cached = self.fetcher.cache.read(self.key, self.etag, first, lo, hi)
             if cached is not None:
                 return cached
             data = await self.fetcher.page(self.key, self.etag, self.size, first)
-            return data[start - first * page:end - first * page]
+            return data[lo:hi]
         parts: dict[int, bytes] = {}
 
         async def one(index: int) -> None:

@@ -1302,8 +1302,8 @@ class Filesystem:
                 and not inode.attr.is_dir:
             self._apply_meta(inode, meta)
             inode.listed = True  # as fresh as the listing that named it: trusted as long
-        elif self.attrs is not None:
-            self.attrs.record(meta)
+        elif inode is None and self.attrs is not None:
+            self.attrs.record(meta)  # (_apply_meta records what it applies)
 
     def _add_pending(self, handle: DirHandle) -> None:
         for inode in self.inodes.below(handle.path):
