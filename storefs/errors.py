@@ -95,6 +95,14 @@ class TransientError(StorefsError):
     errno = _errno.EIO
 
 
+class UploadInterrupted(StorefsError):
+    """An upload that is one stream (``capabilities.sequential_parts``) broke part-way: its
+    parts cannot be sent again one by one, so the whole upload starts over (write-back does
+    that) instead of retrying the part."""
+
+    errno = _errno.EIO
+
+
 class AuthError(StorefsError):
     """Credentials were refused or are missing."""
 
@@ -132,6 +140,7 @@ ALL_ERRORS: tuple[type[StorefsError], ...] = (
     NameTooLong,
     IntegrityError,
     TransientError,
+    UploadInterrupted,
     AuthError,
     ConfigError,
     ConnectError,

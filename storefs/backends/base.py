@@ -276,9 +276,12 @@ class Backend(abc.ABC):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         """Start a multipart upload whose parts (but the last) are ``part_size`` bytes;
-        conditions are checked no later than ``complete``."""
+        conditions are checked no later than ``complete``.  ``size`` is the object's final
+        size when the caller knows it (an upload at close), None while the file is still
+        being written; a store may use it to size the request (Manta's one-stream PUT)."""
 
     @abc.abstractmethod
     async def delete(self, key: str) -> None:

@@ -539,6 +539,7 @@ class FileBackend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         self._count("begin_upload")
         if not await self.run(lambda: self.path(key).parent.is_dir(), key):

@@ -577,6 +577,7 @@ class GcsBackend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         if part_size < self.capabilities.min_part_size:
             raise ConfigError(f"gcs: part size {part_size} is below "

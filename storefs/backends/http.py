@@ -862,6 +862,7 @@ class HttpBackend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         self._read_only(f"write {key}")
 

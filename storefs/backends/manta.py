@@ -26,10 +26,16 @@ interface maps onto it:
     ``PUT`` with ``If-None-Match: <random uuid>``; a writer that creates the name between
     the two wins the race silently.
 ``begin_upload``
-    Manta's multipart upload (parts >= 5 MiB, at most 800, numbered from 0 on the wire);
-    conditions are checked with a ``HEAD`` just before the commit.  Sub-users may not use
-    multipart uploads, so for them the parts are spooled to a local temporary file and sent
-    as one streaming ``PUT`` at ``complete``.
+    By default (``-o uploads=stream``) one ``PUT`` whose body is fed part by part as the file
+    is written (``sequential_parts``): chunked while the size is unknown, with
+    ``Content-Length`` when the caller knows it.  No spool of its own and no commit, which on
+    Manta re-reads every byte of the parts on the server.  Content-MD5 cannot precede a body
+    that is still being written, so the MD5 of the bytes sent is checked against the reply's
+    ``Computed-MD5`` instead.  A stream that breaks part-way raises ``UploadInterrupted``:
+    write-back starts the upload over.  ``-o uploads=multipart`` uses Manta's multipart
+    upload instead (parts >= 5 MiB, at most 800, numbered from 0 on the wire, sent in
+    parallel; conditions checked with a ``HEAD`` just before the commit); sub-users may not
+    use it, so for them it is always the stream.
 ``copy`` / ``rename``
     v1: a SnapLink (``PUT`` ``type=link``, O(1), no data copy) [+ ``DELETE``].  When the
     server answers ``SnaplinksDisabledError`` (Manta v2) the backend remembers it and
@@ -65,7 +71,6 @@ import json
 import logging
 import os
 import ssl
-import tempfile
 import time
 import urllib.parse
 import uuid
@@ -108,6 +113,7 @@ from storefs.errors import (
     TooLarge,
     TransientError,
     Unsupported,
+    UploadInterrupted,
 )
 from storefs.source import Source
 
@@ -126,6 +132,8 @@ OPTIONS: dict[str, str] = {
     "anonymous": "true: send no credentials (read-only mounts of /LOGIN/public)",
     "connections": "HTTP connections to keep open (default 16)",
     "timeout": "seconds a request may stall before it fails (default 60)",
+    "uploads": "how large files go up: stream (one PUT fed as the file is written, the "
+               "default) or multipart (Manta's multipart upload, parts in parallel)",
 }
 
 #: option -> environment variable
@@ -148,6 +156,20 @@ _COPY_RANGE = 8 * MiB
 #: entries per listing request (Manta's maximum)
 PAGE = 1024
 MAX_PARTS = 800
+#: part sizes for the one-PUT stream: pieces the stream is fed in, as small as keeps the
+#: close short (only the last piece is left to send then); the count only bounds numbering
+_STREAM_PARTS: dict[str, Any] = {
+    "multipart_threshold": 8 * MiB, "min_part_size": 1 * MiB, "max_part_size": 5 * GiB,
+    "max_parts": 1_000_000, "part_size": 8 * MiB, "sequential_parts": True,
+}
+#: ``Max-Content-Length`` of a chunked stream: Manta's own default, said out loud (a larger
+#: value makes Manta look for storage nodes with that much room)
+STREAM_CAP = 5 * GiB
+#: 800 parts of 64 MiB: 50 GiB files before write-back must grow the part size
+_MULTIPART_PARTS: dict[str, Any] = {
+    "multipart_threshold": 64 * MiB, "min_part_size": 5 * MiB, "max_part_size": 5 * GiB,
+    "max_parts": MAX_PARTS, "part_size": 64 * MiB, "sequential_parts": False,
+}
 
 
 async def _no_bytes() -> bytes:
@@ -166,6 +188,8 @@ class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
     def __init__(self, read: Callable[[], Awaitable[bytes]], length: int | None) -> None:
         self._read = read
         self.length = length
+        #: bytes handed to httpx so far
+        self.sent = 0
 
     def __aiter__(self) -> _Body:
         return self
@@ -174,6 +198,7 @@ class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
         piece = await self._read()
         if not piece:
             raise StopAsyncIteration
+        self.sent += len(piece)
         return piece
 
     def release(self) -> None:
@@ -256,6 +281,8 @@ class Settings:
     anonymous: bool = False
     connections: int = 16
     timeout: float = 60.0
+    #: "stream" or "multipart" (see ``begin_upload`` in the module docstring)
+    uploads: str = "stream"
     ssh_dir: Path = field(default_factory=lambda: Path.home() / ".ssh")
 
     @property
@@ -294,13 +321,7 @@ class MantaBackend(Backend):
             metadata_update=True,
             conditional_put=True,
             conditional_get=True,
-            multipart_threshold=64 * MiB,
-            min_part_size=5 * MiB,
-            max_part_size=5 * GiB,
-            max_parts=MAX_PARTS,
-            # 800 parts of 64 MiB: 50 GiB files before write-back must grow the part size
-            part_size=64 * MiB,
-            sequential_parts=False,
+            **(_STREAM_PARTS if self._streams() else _MULTIPART_PARTS),
             # 4 KiB on the wire, less the "m-" of each header name
             max_metadata_size=M_HEADER_LIMIT - 196,
             dir_rename=False,
@@ -310,6 +331,10 @@ class MantaBackend(Backend):
             list_page_size=min(PAGE, max(1, page_size)),
             metadata_style="s3fs",
         )
+
+    def _streams(self) -> bool:
+        """Large files go up as one streaming PUT (sub-users may not use multipart)."""
+        return self.settings.uploads == "stream" or bool(self.settings.subuser)
 
     def describe(self) -> str:
         s = self.settings
@@ -703,13 +728,21 @@ class MantaBackend(Backend):
 
     # -- writes -------------------------------------------------------------------------
 
-    async def _put_object(self, key: str, content: bytes | _Body, length: int,
-                          md5: str, metadata: Metadata, content_type: str | None,
+    async def _put_object(self, key: str, content: bytes | _Body, length: int | None,
+                          md5: str | None, metadata: Metadata, content_type: str | None,
                           if_match: ETag | None, if_none_match: bool) -> ObjectMeta:
+        """``PUT`` of ``content``; ``length`` None streams it chunked (up to ``STREAM_CAP``),
+        ``md5`` None sends no Content-MD5 (the caller checks ``checksums["md5"]``, the
+        server's Computed-MD5)."""
         path = self._path(key)
         headers = self._meta_headers(key, metadata)
-        headers.update({"Content-Type": content_type or "application/octet-stream",
-                        "Content-MD5": md5, "Content-Length": str(length)})
+        headers["Content-Type"] = content_type or "application/octet-stream"
+        if md5 is not None:
+            headers["Content-MD5"] = md5
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        else:
+            headers["Max-Content-Length"] = str(STREAM_CAP)
         if if_match is not None:
             headers["If-Match"] = _unquote_etag(if_match)
         if if_none_match:
@@ -726,15 +759,18 @@ class MantaBackend(Backend):
             if if_none_match:
                 raise AlreadyExists(f"manta: {path} was created by another writer") from exc
             raise
-        self.bytes_out += length
         computed = resp.headers.get("computed-md5")
-        if computed is not None and computed != md5:
+        if md5 is not None and computed is not None and computed != md5:
             raise IntegrityError(f"manta: put {path}: the server received bytes with MD5 "
                                  f"{computed}, not {md5}")
-        return ObjectMeta(key=key, size=length, etag=self._remember(key, resp, length),
+        size = content.sent if isinstance(content, _Body) else len(content)
+        self.bytes_out += size
+        checksum = md5 or computed
+        return ObjectMeta(key=key, size=size, etag=self._remember(key, resp, size),
                           mtime=_http_time(resp.headers.get("last-modified")),
                           content_type=content_type or "application/octet-stream",
-                          metadata=dict(metadata), checksums={"md5": md5})
+                          metadata=dict(metadata),
+                          checksums={"md5": checksum} if checksum else {})
 
     def _remember(self, key: str, resp: httpx.Response, size: int) -> ETag:
         etag = ETag(_unquote_etag(resp.headers.get("etag", "")))
@@ -765,13 +801,14 @@ class MantaBackend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         if part_size < self.capabilities.min_part_size:
-            raise ConfigError(f"manta: part size {part_size} is below Manta's 5 MiB minimum")
+            raise ConfigError(f"manta: part size {part_size} is below the "
+                              f"{self.capabilities.min_part_size} bytes minimum")
         conditions = (if_match, if_none_match)
-        if self.settings.subuser:
-            # sub-users may not use multipart uploads (§2): spool, then one streaming PUT
-            return SpooledUpload(self, key, metadata, part_size, content_type, conditions)
+        if self._streams():
+            return MantaStream(self, key, metadata, content_type, conditions, size)
         headers: dict[str, Any] = self._meta_headers(key, metadata)
         headers["content-type"] = content_type or "application/octet-stream"
         path = self._path(key)
@@ -1016,74 +1053,115 @@ class MantaUpload(Upload):
             log.debug("manta: abort %s: %s", self.key, exc)
 
 
-class SpooledUpload(Upload):
-    """Parts written to a local temporary file, sent as one streaming ``PUT`` at the end
-    (for sub-users, whom Manta refuses multipart uploads).  Memory stays bounded; the disk
-    holds the object once."""
+class MantaStream(Upload):
+    """One ``PUT`` fed part by part (``capabilities.sequential_parts``); see ``begin_upload``
+    in the module docstring.
 
-    def __init__(self, backend: MantaBackend, key: str, metadata: Metadata, part_size: int,
-                 content_type: str | None, conditions: tuple[ETag | None, bool]) -> None:
+    The request runs in a task of its own from the first part to ``complete``; parts reach
+    its body through an unbuffered channel, so memory holds the part being sent and nothing
+    more, and ``write_part`` returns once httpx has taken the last of it.  ``size`` known:
+    ``Content-Length``; unknown: chunked, which Manta caps at 5 GiB (a longer stream fails
+    with ``TooLarge`` and write-back sends the file again at close, with its size).
+    """
+
+    def __init__(self, backend: MantaBackend, key: str, metadata: Metadata,
+                 content_type: str | None, conditions: tuple[ETag | None, bool],
+                 size: int | None) -> None:
         self.backend = backend
         self.key = key
         self.metadata = dict(metadata)
-        self.part_size = part_size
         self.content_type = content_type
         self.conditions = conditions
-        fd, name = tempfile.mkstemp(prefix="storefs-manta-")
-        self.fd: int | None = fd
-        os.unlink(name)  # anonymous: gone with the descriptor, even after a crash
-        self.sizes: dict[int, int] = {}
+        self.size = size
+        self._send, self._receive = trio.open_memory_channel[memoryview](0)
+        self._md5 = hashlib.md5()
+        self._next = 1
+        self._scope = trio.CancelScope()
+        self._started = False
+        self._done = trio.Event()
+        self._meta: ObjectMeta | None = None
+        self._error: BaseException | None = None
 
-    async def write_part(self, number: int, data: bytes) -> None:
-        if self.fd is None:
-            raise ConfigError(f"manta: {self.key}: upload already finished")
-        fd, offset = self.fd, (number - 1) * self.part_size
-        await trio.to_thread.run_sync(os.pwrite, fd, data, offset)
-        self.sizes[number] = len(data)
+    def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            trio.lowlevel.spawn_system_task(self._run, name=f"manta stream {self.key}")
 
-    def _md5(self, size: int) -> str:
-        assert self.fd is not None
-        h = hashlib.md5()
-        offset = 0
-        while offset < size:
-            piece = os.pread(self.fd, min(_COPY_CHUNK * 4, size - offset), offset)
-            if not piece:
-                break
-            h.update(piece)
-            offset += len(piece)
-        return base64.b64encode(h.digest()).decode()
-
-    async def complete(self) -> ObjectMeta:
-        numbers = sorted(self.sizes)
-        if not numbers or numbers != list(range(1, len(numbers) + 1)):
-            raise ConfigError(f"manta: {self.key}: upload is missing parts (have {numbers})")
-        size = (len(numbers) - 1) * self.part_size + self.sizes[numbers[-1]]
-        md5 = await trio.to_thread.run_sync(self._md5, size)
-        fd = self.fd
-        assert fd is not None
-
-        offset = 0
-
+    async def _run(self) -> None:
         async def read() -> bytes:
-            nonlocal offset
-            if offset >= size:
+            try:
+                # h11 and the socket take any buffer; the annotations say bytes
+                return cast(bytes, await self._receive.receive())
+            except (trio.EndOfChannel, trio.ClosedResourceError):
                 return b""
-            piece = await trio.to_thread.run_sync(os.pread, fd,
-                                                  min(_COPY_CHUNK * 4, size - offset), offset)
-            offset += len(piece)
-            return piece
 
         if_match, if_none_match = self.conditions
-        meta = await self.backend._put_object(self.key, _Body(read, size), size, md5,
-                                              self.metadata,
-                                              self.content_type, if_match, if_none_match)
-        await self.abort()
+        try:
+            with self._scope:
+                self._meta = await self.backend._put_object(
+                    self.key, _Body(read, self.size), self.size, None, self.metadata,
+                    self.content_type, if_match, if_none_match)
+            if self._scope.cancelled_caught:
+                self._error = UploadInterrupted(
+                    f"manta: upload {self.backend._path(self.key)}: aborted")
+        except Exception as exc:  # kept for write_part / complete to raise
+            self._error = exc
+        finally:
+            # a writer blocked on a body the request no longer reads gets the error now
+            self._receive.close()
+            self._done.set()
+
+    def _broken(self) -> StorefsError:
+        err = self._error
+        path = self.backend._path(self.key)
+        if err is None:
+            return UploadInterrupted(f"manta: upload {path}: the request ended early")
+        if isinstance(err, TransientError) or (isinstance(err, TooLarge) and self.size is None):
+            # a chunked stream past Manta's 5 GiB cap goes again, with its Content-Length
+            return UploadInterrupted(f"manta: upload {path} broke: {err}")
+        return err if isinstance(err, StorefsError) else StorefsError(f"manta: {err}")
+
+    async def write_part(self, number: int, data: bytes) -> None:
+        if number != self._next:
+            raise ConfigError(f"manta: {self.key}: part {number} out of order "
+                              f"(expected {self._next})")
+        self._start()
+        view = memoryview(data)
+        broken = False
+        async with trio.open_nursery() as nursery:
+            # the MD5 of this part is taken (off the trio thread) while it is sent
+            nursery.start_soon(trio.to_thread.run_sync, self._md5.update, view)
+            try:
+                for offset in range(0, len(view), _COPY_CHUNK):
+                    await self._send.send(view[offset:offset + _COPY_CHUNK])
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                broken = True
+        if broken:
+            await self._done.wait()
+            raise self._broken() from self._error
+        self._next += 1
+
+    async def complete(self) -> ObjectMeta:
+        self._start()
+        await self._send.aclose()
+        await self._done.wait()
+        if self._meta is None:
+            raise self._broken() from self._error
+        meta = self._meta
+        path = self.backend._path(self.key)
+        mine = base64.b64encode(self._md5.digest()).decode()
+        if meta.checksums.get("md5") != mine:
+            raise IntegrityError(f"manta: put {path}: the server received bytes with MD5 "
+                                 f"{meta.checksums.get('md5')}, not {mine}")
+        if self.size is not None and meta.size != self.size:
+            raise IntegrityError(f"manta: put {path}: sent {meta.size} of {self.size} bytes")
         return meta
 
     async def abort(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        if not self._started:
+            return
+        self._scope.cancel()  # the connection drops mid-body: the server keeps nothing
+        await self._done.wait()
 
 
 # -- building the backend --------------------------------------------------------------
@@ -1150,7 +1228,17 @@ def settings_from(source: Source, options: Mapping[str, str],
         key_id=get("key_id"), key_file=get("key_file"), subuser=get("subuser"),
         role=get("role"), tls_insecure=flag("tls_insecure"), anonymous=flag("anonymous"),
         connections=int(number("connections", 16)), timeout=number("timeout", 60.0),
+        uploads=_choice("uploads", get("uploads"), ("stream", "multipart")),
     )
+
+
+def _choice(name: str, value: str | None, allowed: tuple[str, ...]) -> str:
+    """``value`` if it is one of ``allowed`` (the first when unset); else ConfigError."""
+    if not value:
+        return allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"manta: {name}={value!r}: expected {' or '.join(allowed)}")
+    return value
 
 
 def open_backend(source: Source, options: Mapping[str, str]) -> MantaBackend:

@@ -104,6 +104,7 @@ class MemUpload(Upload):
     async def write_part(self, number: int, data: bytes) -> None:
         if number < 1 or number > self.backend.capabilities.max_parts:
             raise ConfigError(f"part number {number} out of range")
+        self.backend._count("write_part")
         self.parts[number] = bytes(data)
 
     async def complete(self) -> ObjectMeta:
@@ -230,6 +231,7 @@ class MemBackend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         self._count("begin_upload")
         if part_size < self.capabilities.min_part_size:

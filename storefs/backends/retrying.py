@@ -234,12 +234,13 @@ class RetryingBackend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         inner = await self._r.call(
             f"begin upload {key}",
             lambda: self.inner.begin_upload(key, metadata, part_size=part_size,
                                             content_type=content_type, if_match=if_match,
-                                            if_none_match=if_none_match),
+                                            if_none_match=if_none_match, size=size),
         )
         return _RetryingUpload(inner, self._r)
 

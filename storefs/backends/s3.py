@@ -572,6 +572,7 @@ class S3Backend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         if not self.capabilities.min_part_size <= part_size <= self.capabilities.max_part_size:
             raise ConfigError(f"part size {part_size} is outside S3's 5 MiB..5 GiB")

@@ -910,6 +910,7 @@ class SwiftBackend(Backend):
         content_type: str | None = None,
         if_match: ETag | None = None,
         if_none_match: bool = False,
+        size: int | None = None,
     ) -> Upload:
         loc = self._object_loc(key)
         _meta_headers(metadata)  # refuse metadata Swift would refuse, before any segment

@@ -46,12 +46,15 @@ from storefs.errors import (
     PreconditionFailed,
     StorefsError,
     TransientError,
+    UploadInterrupted,
 )
 
 log = logging.getLogger(__name__)
 
 #: delays between background attempts of a failing upload (seconds), the last repeats
 RETRY_DELAYS = (1.0, 5.0, 15.0, 60.0, 300.0)
+#: times one upload at close is sent from the start when its stream breaks part-way
+STREAM_ATTEMPTS = 3
 
 
 @dataclass
@@ -73,6 +76,9 @@ class StreamState:
     aborted: bool = False
     #: an upload at flush took this stream over: no more parts are spawned for it
     closing: bool = False
+    #: a part of a one-stream upload failed: nothing more is streamed, the upload at
+    #: flush starts over (a stream cannot send one part again)
+    failed: bool = False
     begin_lock: trio.Lock = field(default_factory=trio.Lock)
 
     def __post_init__(self) -> None:
@@ -166,7 +172,7 @@ class WriteBack:
             return
         if self.caps.local:
             return  # the whole spool is copied in the kernel at close: nothing to gain
-        if st is not None and st.closing:
+        if st is not None and (st.closing or st.failed):
             return
         if df.base is not None and df.base_limit > 0:
             return  # edits of an existing object are uploaded at flush (with part copies)
@@ -191,6 +197,8 @@ class WriteBack:
                 budget -= 1
 
     def _invalidate(self, df: DirtyFile, st: StreamState, start: int, end: int) -> None:
+        if end <= start or st.failed:
+            return  # nothing written (the nudge after a part finished): every part holds
         first = start // st.part_size + 1
         last = max(first, (end - 1) // st.part_size + 1)
         touched = [n for n in range(first, last + 1) if n in st.done or n in st.inflight]
@@ -260,6 +268,10 @@ class WriteBack:
         except Exception as exc:
             # the part is sent again by the upload at flush, which reports errors
             log.info("%s: streaming part %d failed: %s", df.key, n, exc)
+            if self.caps.sequential_parts and df.stream is st:
+                st.failed = st.aborted = True
+                if st.upload is not None and self._nursery is not None:
+                    self._nursery.start_soon(self._abort_upload, st)
         finally:
             if st.inflight.get(n) is token:
                 del st.inflight[n]
@@ -323,6 +335,19 @@ class WriteBack:
 
     async def _multipart(self, df: DirtyFile, key: str, expect: Expect,
                          size: int) -> ObjectMeta:
+        attempt = 0
+        while True:
+            try:
+                return await self._multipart_once(df, key, expect, size)
+            except UploadInterrupted as exc:
+                # a one-stream upload broke part-way: it starts over from the first byte
+                attempt += 1
+                if attempt >= STREAM_ATTEMPTS:
+                    raise
+                log.info("%s: %s; sending it again (attempt %d)", key, exc, attempt + 1)
+
+    async def _multipart_once(self, df: DirtyFile, key: str, expect: Expect,
+                              size: int) -> ObjectMeta:
         st: StreamState | None = df.stream
         if st is not None:
             st.closing = True
@@ -336,7 +361,7 @@ class WriteBack:
             st = StreamState(self.part_size_for(size))
             if key == df.key:
                 df.stream = st
-        upload = await self._ensure_upload_for(df, st, key, expect)
+        upload = await self._ensure_upload_for(df, st, key, expect, size)
         part = st.part_size
         count = max(1, math.ceil(size / part))
         df.stream = None  # from here on, this upload belongs to this call
@@ -359,13 +384,13 @@ class WriteBack:
         return meta
 
     async def _ensure_upload_for(self, df: DirtyFile, st: StreamState, key: str,
-                                 expect: Expect) -> Upload:
+                                 expect: Expect, size: int) -> Upload:
         if st.upload is not None:
             return st.upload
         st.metadata = dict(df.metadata)
         st.upload = await self.backend.begin_upload(
             key, st.metadata, part_size=st.part_size, content_type=df.content_type,
-            **_conditions(expect))
+            size=size, **_conditions(expect))
         return st.upload
 
     async def _send_part(self, df: DirtyFile, st: StreamState, upload: Upload, n: int,

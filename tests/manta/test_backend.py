@@ -72,18 +72,20 @@ async def test_ecdsa_file_key_and_md5_key_id(make_backend: MakeBackend,
 
 async def test_subuser_with_role(make_backend: MakeBackend, manta_server: MantaServer,
                                  stor: str) -> None:
-    opts = manta_server.options("bob", subuser="bob", role="writer")
+    # even when asked for multipart uploads
+    opts = manta_server.options("bob", subuser="bob", role="writer", uploads="multipart")
     async with make_backend(stor, opts) as b:
         assert b.auth is not None and b.auth.key_id.startswith("/jill/bob/keys/")
         await b.make_dir("sub/", {"mode": "16877"})
         await b.put("sub/f", b"by bob", {"uid": "7"})
         assert (await b.head("sub/f")).metadata == {"uid": "7"}
-        # sub-users may not use multipart uploads: parts are spooled and sent in one PUT
+        # sub-users may not use multipart uploads: the parts are one streaming PUT
+        assert b.capabilities.sequential_parts
         part = b.capabilities.min_part_size
         data = os.urandom(part) + b"end"
         up = await b.begin_upload("sub/big", {}, part_size=part)
-        await up.write_part(2, data[part:])
         await up.write_part(1, data[:part])
+        await up.write_part(2, data[part:])
         meta = await up.complete()
         assert meta.size == len(data)
         got = await b.get_range("sub/big", 0, len(data))

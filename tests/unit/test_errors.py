@@ -29,6 +29,7 @@ EXPECTED = {
     errors.NameTooLong: errno.ENAMETOOLONG,
     errors.IntegrityError: errno.EIO,
     errors.TransientError: errno.EIO,
+    errors.UploadInterrupted: errno.EIO,
     errors.AuthError: errno.EACCES,
     errors.ConfigError: errno.EINVAL,
     errors.ConnectError: errno.EIO,

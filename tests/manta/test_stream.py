@@ -1,0 +1,139 @@
+"""Large files on Manta as one streaming PUT (the default ``uploads=stream``): fed part by part
+while the file is written, checked by MD5 at the end, started over when the stream breaks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from storefs.backends import manta
+from storefs.backends.base import MiB
+from storefs.backends.manta import MantaBackend
+from storefs.backends.retrying import RetryingBackend
+from storefs.cache.chunks import ChunkCache
+from storefs.cache.fetch import Fetcher
+from storefs.cache.writeback import WriteBack
+from storefs.errors import ConfigError, IntegrityError, NotFound, UploadInterrupted
+from storefs.fs.filesystem import Filesystem, FsOptions
+from storefs.fs.posix_meta import Defaults
+from storefs.source import parse_source
+from tests.fs.test_core import write_file
+from tests.manta.conftest import MakeBackend
+from tests.servers.fixture_manta import MantaServer
+
+
+def ops(server: MantaServer, prefix: str) -> dict[str, int]:
+    out: dict[str, int] = server.stats(prefix)["ops"]
+    return out
+
+
+def multipart_ops(server: MantaServer) -> int:
+    counted = ops(server, f"/{server.login}/uploads")
+    return sum(counted.get(op, 0) for op in ("CreateUpload", "UploadPart", "CommitUpload"))
+
+
+@pytest.fixture
+async def backend(make_backend: MakeBackend, manta_server: MantaServer,
+                  stor: str) -> AsyncIterator[MantaBackend]:
+    async with make_backend(stor, manta_server.options()) as b:
+        yield b
+
+
+async def test_parts_go_up_as_one_put_with_no_multipart_upload(
+        backend: MantaBackend, manta_server: MantaServer, stor: str) -> None:
+    assert backend.capabilities.sequential_parts
+    part = backend.capabilities.part_size
+    parts = [os.urandom(part), os.urandom(part), os.urandom(99)]
+    before = multipart_ops(manta_server)
+    up = await backend.begin_upload("big", {"mode": "33188"}, part_size=part)
+    for n, data in enumerate(parts, 1):
+        await up.write_part(n, data)
+    meta = await up.complete()
+    whole = b"".join(parts)
+    assert meta.size == len(whole)
+    assert meta.checksums["md5"] == manta._b64md5(whole)
+    head = await backend.head("big")
+    assert (head.size, head.metadata["mode"]) == (len(whole), "33188")
+    got = await backend.get_range("big", 0, len(whole))
+    assert hashlib.md5(got).digest() == hashlib.md5(whole).digest()
+    assert ops(manta_server, f"{stor}/big").get("PutObject") == 1
+    assert multipart_ops(manta_server) == before
+
+
+async def test_a_stream_past_the_chunked_cap_breaks_and_stores_nothing(
+        backend: MantaBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    part = backend.capabilities.part_size
+    monkeypatch.setattr(manta, "STREAM_CAP", part + 10)
+    up = await backend.begin_upload("capped", {}, part_size=part)
+    with pytest.raises(UploadInterrupted, match="capped broke"):
+        for n in (1, 2):
+            await up.write_part(n, os.urandom(part))
+        await up.complete()
+    await up.abort()
+    with pytest.raises(NotFound):
+        await backend.head("capped")
+    # with its size known the same bytes go up with Content-Length, which has no cap
+    data = os.urandom(2 * part)
+    up = await backend.begin_upload("capped", {}, part_size=part, size=len(data))
+    await up.write_part(1, data[:part])
+    await up.write_part(2, data[part:])
+    assert (await up.complete()).size == len(data)
+
+
+async def test_an_aborted_stream_drops_the_request_and_stores_nothing(
+        backend: MantaBackend) -> None:
+    part = backend.capabilities.part_size
+    up = await backend.begin_upload("dropped", {}, part_size=part)
+    await up.write_part(1, os.urandom(part))
+    await up.abort()
+    with pytest.raises(UploadInterrupted):
+        await up.write_part(2, os.urandom(part))
+    with pytest.raises(NotFound):
+        await backend.head("dropped")
+
+
+async def test_a_file_whose_stream_broke_is_sent_again_whole_at_close(
+        backend: MantaBackend, manta_server: MantaServer, stor: str, tmp_path: Path,
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the stream started while the file was written hits Manta's chunked cap part-way
+    monkeypatch.setattr(manta, "STREAM_CAP", 12 * MiB)
+    store = RetryingBackend(backend)
+    fetcher = Fetcher(store, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
+    wb = WriteBack(store, fetcher, tmp_path / "dirty", parallel=2)
+    fetcher.start(nursery)
+    wb.start(nursery)
+    fs = Filesystem(store, FsOptions(Defaults(0, 0)), fetcher, wb)
+    await fs.start()
+    data = os.urandom(30 * MiB + 7)
+    await write_file(fs, "grown", data)
+    # the close sent it again with its Content-Length: whole, once, and it reads back
+    assert wb.failures == 0 and wb.uploads == 1
+    meta = await backend.head("grown")
+    assert meta.size == len(data)
+    assert meta.checksums["md5"] == manta._b64md5(data)
+    assert await backend.get_range("grown", 0, len(data)) == data
+    assert ops(manta_server, f"{stor}/grown").get("PutObject") == 2
+
+
+async def test_bytes_that_differ_from_what_was_sent_fail_the_upload(
+        backend: MantaBackend) -> None:
+    part = backend.capabilities.part_size
+    up = await backend.begin_upload("damaged", {}, part_size=part)
+    await up.write_part(1, os.urandom(part))
+    assert isinstance(up, manta.MantaStream)
+    up._md5.update(b"what the server did not get")  # as if bytes changed in flight
+    with pytest.raises(IntegrityError, match="damaged: the server received bytes with MD5"):
+        await up.complete()
+
+
+def test_an_unknown_upload_mode_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match=r"^manta: uploads='parallel': expected stream or "
+                                          r"multipart$"):
+        manta.settings_from(parse_source("manta:/jill/stor"),
+                            {"url": "http://127.0.0.1:1", "uploads": "parallel"},
+                            environ={}, section={})
