@@ -271,6 +271,18 @@ class DirtyFile:
     def write(self, offset: int, data: bytes) -> None:
         """Put ``data`` at ``offset``; returns only when it is safe from a crash."""
         self.unshare()
+        self._store(offset, data)
+        self._mark(offset, len(data))
+
+    async def write_in_thread(self, offset: int, data: bytes) -> None:
+        """``write``, with the copy into the spool in a worker thread (the trio thread goes
+        on with uploads meanwhile); the bookkeeping stays on the trio thread."""
+        self.unshare()
+        await trio.to_thread.run_sync(self._store, offset, data)
+        self._mark(offset, len(data))
+
+    def _store(self, offset: int, data: bytes) -> None:
+        """The bytes into the spool and the journal (no shared state touched)."""
         try:
             _full_write(self.fd, data, offset)
             self._log(_WRITE, offset, len(data))
@@ -278,7 +290,9 @@ class DirtyFile:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise NoSpace(f"{self.key}: the cache disk is full") from exc
             raise
-        end = offset + len(data)
+
+    def _mark(self, offset: int, length: int) -> None:
+        end = offset + length
         self.valid.add(offset, end)
         self.modified.add(offset, end)
         self.size = max(self.size, end)

@@ -73,6 +73,9 @@ RENAME_EXCHANGE = 2
 TREE_PARALLEL = 16
 #: attribute HEADs in flight for a listing without metadata
 PREFETCH_PARALLEL = 32
+#: writes at least this large are copied into the spool by a worker thread, so the trio
+#: thread sends uploads meanwhile (a thread hop costs more than a small copy)
+THREAD_WRITE = 128 * 1024
 
 
 class NoAttr(StorefsError):
@@ -1148,7 +1151,10 @@ class Filesystem:
         async with df.lock:
             if inode.dirty is not df:
                 df = self._ensure_dirty(inode)  # uploaded and discarded while we waited
-            df.write(offset, data)
+            if len(data) >= THREAD_WRITE:
+                await df.write_in_thread(offset, data)
+            else:
+                df.write(offset, data)
             self.writeback.after_write(df, offset, offset + len(data))
         now = now_ns()
         inode.attr = inode.attr.with_(size=df.size, mtime_ns=now, ctime_ns=now)

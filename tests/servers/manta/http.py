@@ -107,9 +107,17 @@ class Stats:
         self.lock = threading.Lock()
         self.records: list[tuple[str, str, int, int]] = []
 
-    def add(self, op: str, path: str, bytes_in: int, bytes_out: int) -> None:
+    def add(self, op: str, path: str, bytes_in: int, bytes_out: int) -> int:
+        """Record one request; returns its index for ``update``."""
         with self.lock:
             self.records.append((op, path, bytes_in, bytes_out))
+            return len(self.records) - 1
+
+    def update(self, index: int, bytes_in: int, bytes_out: int) -> None:
+        """The final byte counts of a request recorded when its reply began."""
+        with self.lock:
+            op, path, _, _ = self.records[index]
+            self.records[index] = (op, path, bytes_in, bytes_out)
 
     def summary(self, prefix: str) -> dict[str, Any]:
         ops: Counter[str] = Counter()
