@@ -130,7 +130,8 @@ OPTIONS: dict[str, str] = {
     "tls_insecure": "true: do not verify the server's TLS certificate "
                     "(default: $MANTA_TLS_INSECURE)",
     "anonymous": "true: send no credentials (read-only mounts of /LOGIN/public)",
-    "connections": "HTTP connections to keep open (default 16)",
+    "connections": "HTTP connections to keep open (default 16); streams of files being "
+                   "written have one each besides",
     "timeout": "seconds a request may stall before it fails (default 60)",
     "uploads": "how large files go up: stream (one PUT fed as the file is written, the "
                "default) or multipart (Manta's multipart upload, parts in parallel)",
@@ -302,6 +303,9 @@ class MantaBackend(Backend):
         self.clock = clock
         self.key = key
         self.client: httpx.AsyncClient | None = None
+        #: the one-PUT streams' own pool: a stream holds its connection for as long as its
+        #: file is being written, so streams must not starve (or wait on) other requests
+        self.stream_client: httpx.AsyncClient | None = None
         self.auth: MantaAuth | None = None
         # SnapLinks are assumed until the server says otherwise (v2), then never tried again
         self.snaplinks = True
@@ -343,8 +347,13 @@ class MantaBackend(Backend):
 
     # -- connection ---------------------------------------------------------------------
 
-    def _ensure_client(self) -> httpx.AsyncClient:
+    def _ensure_client(self, stream: bool = False) -> httpx.AsyncClient:
+        """The pool for ordinary requests; ``stream``: the unbounded pool of streams."""
         if self.client is not None:
+            if stream:
+                if self.stream_client is None:
+                    self.stream_client = self._new_client(None, 4)
+                return self.stream_client
             return self.client
         s = self.settings
         auth: MantaAuth | None = None
@@ -356,17 +365,21 @@ class MantaBackend(Backend):
                       self.key.source)
         self.auth = auth
         n = max(2, s.connections)
-        self.client = httpx.AsyncClient(
+        self.client = self._new_client(n, n)
+        return self._ensure_client(stream)
+
+    def _new_client(self, connections: int | None, keepalive: int) -> httpx.AsyncClient:
+        s = self.settings
+        return httpx.AsyncClient(
             base_url=s.url,
-            auth=auth,
+            auth=self.auth,
             verify=not s.tls_insecure,
             timeout=httpx.Timeout(s.timeout, connect=min(s.timeout, 15.0)),
-            limits=httpx.Limits(max_connections=n, max_keepalive_connections=n,
-                                keepalive_expiry=60.0),
+            limits=httpx.Limits(max_connections=connections,
+                                max_keepalive_connections=keepalive, keepalive_expiry=60.0),
             headers={"Accept": "*/*", "User-Agent": "storefs"},
             follow_redirects=False,
         )
-        return self.client
 
     async def connect(self) -> None:
         """Load the key and make one signed request to the mounted directory, so wrong
@@ -444,9 +457,10 @@ class MantaBackend(Backend):
         return error_for(resp.status_code, code, message, f"GET {s.base}")
 
     async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
-            self.client = None
+        for client in (self.client, self.stream_client):
+            if client is not None:
+                await client.aclose()
+        self.client = self.stream_client = None
         if self.key is not None:
             self.key.close()
 
@@ -489,10 +503,11 @@ class MantaBackend(Backend):
                        headers: Mapping[str, str] | None = None,
                        params: Mapping[str, str] | None = None,
                        content: bytes | _Body | None = None,
-                       json_body: Any = None, ok: Iterable[int] = ()) -> httpx.Response:
+                       json_body: Any = None, ok: Iterable[int] = (),
+                       stream: bool = False) -> httpx.Response:
         """One request whose reply body is small; raises the translated error unless the
-        status is < 400 or in ``ok``."""
-        client = self._ensure_client()
+        status is < 400 or in ``ok``.  ``stream``: a one-PUT stream (its own pool)."""
+        client = self._ensure_client(stream)
         self._count(method)
         try:
             if isinstance(content, _Body):
@@ -730,7 +745,8 @@ class MantaBackend(Backend):
 
     async def _put_object(self, key: str, content: bytes | _Body, length: int | None,
                           md5: str | None, metadata: Metadata, content_type: str | None,
-                          if_match: ETag | None, if_none_match: bool) -> ObjectMeta:
+                          if_match: ETag | None, if_none_match: bool,
+                          stream: bool = False) -> ObjectMeta:
         """``PUT`` of ``content``; ``length`` None streams it chunked (up to ``STREAM_CAP``),
         ``md5`` None sends no Content-MD5 (the caller checks ``checksums["md5"]``, the
         server's Computed-MD5)."""
@@ -754,7 +770,7 @@ class MantaBackend(Backend):
             headers["If-None-Match"] = str(uuid.uuid4())
         try:
             resp = await self._request("PUT", key, what=f"put {path}", headers=headers,
-                                       content=content)
+                                       content=content, stream=stream)
         except PreconditionFailed as exc:
             if if_none_match:
                 raise AlreadyExists(f"manta: {path} was created by another writer") from exc
@@ -1100,7 +1116,7 @@ class MantaStream(Upload):
             with self._scope:
                 self._meta = await self.backend._put_object(
                     self.key, _Body(read, self.size), self.size, None, self.metadata,
-                    self.content_type, if_match, if_none_match)
+                    self.content_type, if_match, if_none_match, stream=True)
             if self._scope.cancelled_caught:
                 self._error = UploadInterrupted(
                     f"manta: upload {self.backend._path(self.key)}: aborted")

@@ -134,3 +134,19 @@ def test_an_unknown_upload_mode_is_a_one_line_error() -> None:
         manta.settings_from(parse_source("manta:/jill/stor"),
                             {"url": "http://127.0.0.1:1", "uploads": "parallel"},
                             environ={}, section={})
+
+
+async def test_open_streams_never_take_the_connections_other_requests_need(
+        make_backend: MakeBackend, manta_server: MantaServer, stor: str) -> None:
+    # four files being written at once on a mount with two connections
+    async with make_backend(stor, manta_server.options(connections="2")) as b:
+        await b.put("small", b"x", {})
+        part = b.capabilities.part_size
+        uploads = [await b.begin_upload(f"s{i}", {}, part_size=part) for i in range(4)]
+        with trio.fail_after(30):
+            for up in uploads:
+                await up.write_part(1, os.urandom(part))
+            # every stream holds a connection until its file is closed; a stat still works
+            assert (await b.head("small")).size == 1
+            for up in uploads:
+                assert (await up.complete()).size == part
