@@ -1346,9 +1346,13 @@ class Filesystem:
     # extended attributes
 
     async def getxattr(self, ino: int, name: str) -> bytes:
-        inode = self.inodes.get(ino)
+        self._count("getxattr")
         if not name.startswith("user."):
-            raise NoAttr(name)
+            # EOPNOTSUPP, not ENODATA: the namespace is not kept at all.  GNU ls and cp
+            # remember that per device and stop asking (security.selinux and the ACLs of
+            # every entry of an `ls -l` would each be a FUSE round trip otherwise)
+            raise Unsupported(f"{name}: only user.* extended attributes are kept")
+        inode = self.inodes.get(ino)
         if name.startswith(posix_meta.FACTS_PREFIX):
             facts = posix_meta.facts(inode.meta) if inode.meta is not None else {}
             if name in facts:
@@ -1397,6 +1401,8 @@ class Filesystem:
     async def removexattr(self, ino: int, name: str) -> None:
         self._writable()
         inode = self.inodes.get(ino)
+        if not name.startswith("user."):
+            raise Unsupported(f"{name}: only user.* extended attributes are kept")
         if name.startswith(posix_meta.FACTS_PREFIX):
             raise NotPermitted(f"{name} is read-only")
         await self._fresh(inode, ttl=0 if not inode.complete else None)

@@ -69,8 +69,13 @@ def test_xattr_limits_and_facts(mounted: Mounted) -> None:
     with pytest.raises(OSError) as exc:
         os.setxattr(p, "trusted.x", b"1")
     assert exc.value.errno in (errno.EOPNOTSUPP, errno.EPERM)
+    for name in ("security.selinux", "system.posix_acl_access", "trusted.x"):
+        # not kept at all: "not supported", which ls and cp remember per device
+        with pytest.raises(OSError) as exc:
+            os.getxattr(p, name)
+        assert exc.value.errno == errno.EOPNOTSUPP, name
     with pytest.raises(OSError) as exc:
-        os.getxattr(p, "security.selinux")
+        os.getxattr(p, "user.absent")
     assert exc.value.errno == errno.ENODATA
     etag = os.getxattr(p, "user.storefs.etag")
     assert etag
