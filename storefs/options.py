@@ -113,7 +113,7 @@ STOREFS_OPTIONS: dict[str, Spec] = {
                           "seconds the kernel trusts a name -> inode lookup"),
     "negative_timeout": Spec(_float("negative_timeout"), 1.0,
                              "seconds a name known to be absent stays absent"),
-    "dir_timeout": Spec(_float("dir_timeout"), 5.0,
+    "dir_timeout": Spec(_float("dir_timeout"), 60.0,
                         "seconds a directory listing answers lookups and ls"),
     "cache_dir": Spec(str, "", "where pages and pending uploads live (default ~/.cache/storefs)"),
     "cache_size": Spec(_size("cache_size"), 2 * GiB, "size cap of the page cache"),

@@ -117,7 +117,7 @@ class FsOptions:
     attr_timeout: float = 1.0
     entry_timeout: float = 5.0
     negative_timeout: float = 1.0
-    dir_timeout: float = 5.0
+    dir_timeout: float = 60.0
     read_only: bool = False
     #: read-ahead window limit, in pages
     readahead_pages: int = 32

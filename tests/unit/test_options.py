@@ -29,6 +29,9 @@ def test_defaults_kernel_flags_and_backend_options() -> None:
     assert opts.number("attr_timeout") == 2.5
     assert opts.integer("cache_size") == GiB
     assert opts.integer("chunk_size") == MiB  # default
+    # the cache lifetimes docs/CONFIGURATION.md states (a listing outlives a long ls -l)
+    assert (opts.number("dir_timeout"), opts.number("entry_timeout"),
+            opts.number("negative_timeout")) == (60.0, 5.0, 1.0)
     assert opts.backend == {"endpoint": "http://h:1"}
 
 
