@@ -203,6 +203,8 @@ class StorefsMount(Mount):
             store, mountpoint, mountpoint, cache, log)
         self._pid: int | None = None
         opts = {**store.options, **extra}
+        #: -o sync_close=false: close returns before the upload (like rclone full)
+        self.async_uploads = opts.get("sync_close") == "false"
         args = ["mount", store.source, str(mountpoint), "--cache-dir", str(cache),
                 "--log-file", str(log)]
         if opts:
@@ -232,6 +234,24 @@ class StorefsMount(Mount):
 
     def pid(self) -> int | None:
         return self._pid
+
+    def wait_stored(self, rel: str, expect: dict[str, int], timeout: float = 600) -> float:
+        """With uploads after close: until the daemon has nothing pending, asked over its
+        control socket from this process (a ``storefs status`` process takes ~0.2 s to
+        start, too coarse a clock)."""
+        if not self.async_uploads:
+            return time.monotonic()
+        from storefs.control import request
+
+        assert self.mountpoint is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            t = time.monotonic()
+            status = request(self.mountpoint, {"cmd": "status"}, timeout=30).get("status")
+            if isinstance(status, dict) and status["filesystem"]["pending_uploads"] == 0:
+                return t
+            time.sleep(0.02)
+        raise TimeoutError(f"storefs still uploading under {rel} after {timeout:.0f} s")
 
     def requests(self) -> dict[str, int] | None:
         counts: dict[str, int] = dict(self.status()["requests"]["requests"])
@@ -409,7 +429,10 @@ class Contestant:
 
 
 def contestants_for(store: Store, workdir: Path, conf: Path) -> list[Contestant]:
-    out = [Contestant("storefs", "storefs", store, workdir, conf)]
+    out = [Contestant("storefs", "storefs", store, workdir, conf),
+           # close returns at once, uploads follow in the background (rclone full's mode)
+           Contestant("storefs-async", "storefs", store, workdir, conf,
+                      extra={"sync_close": "false"})]
     if store.rclone_remote is not None:
         out += [Contestant("rclone-full", "rclone", store, workdir, conf, "full"),
                 Contestant("rclone-off", "rclone", store, workdir, conf, "off")]

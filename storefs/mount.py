@@ -130,6 +130,7 @@ def fs_options(options: MountOptions) -> FsOptions:
         force_uid=force_uid,
         force_gid=force_gid,
         umask=options.optional_int("umask"),
+        sync_close=bool(options.get("sync_close")),
     )
 
 

@@ -123,6 +123,9 @@ STOREFS_OPTIONS: dict[str, Spec] = {
     "write_parallel": Spec(_int("write_parallel", 1), 4, "parts uploaded at once"),
     "stream_uploads": Spec(_bool("stream_uploads"), True,
                            "send parts of a new big file while it is written"),
+    "sync_close": Spec(_bool("sync_close"), True,
+                       "close waits until the store has the file (false: it goes up in the "
+                       "background, write_parallel at once)"),
     "uid": Spec(_int("uid"), None, "show every file as owned by this user"),
     "gid": Spec(_int("gid"), None, "show every file as owned by this group"),
     "umask": Spec(_octal("umask"), None, "clear these permission bits on every file shown"),

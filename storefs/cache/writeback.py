@@ -443,18 +443,37 @@ class WriteBack:
         self.background.pop(df.id, None)
 
     async def _background_loop(self) -> None:
-        while True:
-            self._wake = trio.Event()
-            now = trio.current_time()
-            due = [df for df in self.background.values() if df.next_attempt <= now]
-            for df in due:
-                await self._try_background(df)
-            if self.background:
-                soonest = min(df.next_attempt for df in self.background.values())
-                with trio.move_on_at(max(soonest, trio.current_time() + 0.05)):
+        """Uploads of scheduled files, ``parallel`` at once (a copy of many small files with
+        ``sync_close=false`` keeps that many PUTs in flight)."""
+        slots = trio.CapacityLimiter(self.parallel)
+        running: set[str] = set()
+        async with trio.open_nursery() as nursery:
+            while True:
+                self._wake = trio.Event()
+                now = trio.current_time()
+                due = [df for df in self.background.values()
+                       if df.next_attempt <= now and df.id not in running]
+                for df in due:
+                    token = object()
+                    await slots.acquire_on_behalf_of(token)
+                    running.add(df.id)
+                    nursery.start_soon(self._background_one, df, slots, token, running)
+                waiting = [df.next_attempt for df in self.background.values()
+                           if df.id not in running]
+                if waiting:
+                    with trio.move_on_at(max(min(waiting), trio.current_time() + 0.05)):
+                        await self._wake.wait()
+                else:
                     await self._wake.wait()
-            else:
-                await self._wake.wait()
+
+    async def _background_one(self, df: DirtyFile, slots: trio.CapacityLimiter, token: object,
+                              running: set[str]) -> None:
+        try:
+            await self._try_background(df)
+        finally:
+            running.discard(df.id)
+            slots.release_on_behalf_of(token)
+            self._wake.set()  # a retry time to wait for, or the next file
 
     async def _try_background(self, df: DirtyFile) -> None:
         async with df.lock:

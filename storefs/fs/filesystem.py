@@ -125,6 +125,8 @@ class FsOptions:
     force_uid: int | None = None
     force_gid: int | None = None
     umask: int | None = None
+    #: ``close`` uploads (False: the file goes up in the background after its release)
+    sync_close: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -1163,9 +1165,10 @@ class Filesystem:
 
     async def flush(self, fh: int) -> None:
         handle = self.handles.file(fh)
-        if handle.wrote:
+        if handle.wrote and self.opts.sync_close:
             # close-to-open needs the data visible; fsync is what makes it durable
             await self._flush_inode(handle.inode, durable=False)
+        # sync_close=false: release hands the file to background write-back
 
     async def fsync(self, fh: int, datasync: bool = False) -> None:
         handle = self.handles.file(fh)

@@ -32,6 +32,8 @@ def test_defaults_kernel_flags_and_backend_options() -> None:
     # the cache lifetimes docs/CONFIGURATION.md states (a listing outlives a long ls -l)
     assert (opts.number("dir_timeout"), opts.number("entry_timeout"),
             opts.number("negative_timeout")) == (60.0, 5.0, 1.0)
+    assert opts.get("sync_close") is True  # close waits for the store unless asked not to
+    assert parse_options(["sync_close=false"], {}, "mem").get("sync_close") is False
     assert opts.backend == {"endpoint": "http://h:1"}
 
 
