@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import email.utils
 import hashlib
 import json
@@ -1097,6 +1098,12 @@ class MantaStream(Upload):
         self._done = trio.Event()
         self._meta: ObjectMeta | None = None
         self._error: BaseException | None = None
+        #: the last piece given, sent only by the next part or by ``complete`` after the
+        #: conditions were checked again: Manta checks If-Match when the request starts,
+        #: minutes before a long stream ends, and must not commit before that second check
+        self._held: memoryview | None = None
+        #: a part failed or was cancelled half-sent: the stream cannot go on
+        self._unusable = False
 
     def _start(self) -> None:
         if not self._started:
@@ -1137,38 +1144,77 @@ class MantaStream(Upload):
             return UploadInterrupted(f"manta: upload {path} broke: {err}")
         return err if isinstance(err, StorefsError) else StorefsError(f"manta: {err}")
 
+    def _refuse_if_unusable(self) -> None:
+        if self._unusable:
+            raise UploadInterrupted(f"manta: upload {self.backend._path(self.key)}: a part "
+                                    "was not sent whole; the upload must start over")
+
+    async def _push(self, piece: memoryview) -> bool:
+        """Hand ``piece`` to the request (holding it back until the next one); False when
+        the request is gone."""
+        held, self._held = self._held, piece
+        if held is None:
+            return True
+        try:
+            await self._send.send(held)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        return True
+
     async def write_part(self, number: int, data: bytes) -> None:
+        self._refuse_if_unusable()
         if number != self._next:
             raise ConfigError(f"manta: {self.key}: part {number} out of order "
                               f"(expected {self._next})")
         self._start()
         view = memoryview(data)
-        broken = False
-        async with trio.open_nursery() as nursery:
-            # the MD5 of this part is taken (off the trio thread) while it is sent
-            nursery.start_soon(trio.to_thread.run_sync, self._md5.update, view)
-            try:
+        sent = False
+        try:
+            async with trio.open_nursery() as nursery:
+                # the MD5 of this part is taken (off the trio thread) while it is sent
+                nursery.start_soon(trio.to_thread.run_sync, self._md5.update, view)
                 for offset in range(0, len(view), _COPY_CHUNK):
-                    await self._send.send(view[offset:offset + _COPY_CHUNK])
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                broken = True
-        if broken:
+                    if not await self._push(view[offset:offset + _COPY_CHUNK]):
+                        break
+                else:
+                    sent = True
+        finally:
+            if not sent:
+                self._unusable = True  # failed, or cancelled half-sent: never resumed
+        if not sent:
             await self._done.wait()
             raise self._broken() from self._error
         self._next += 1
 
     async def complete(self) -> ObjectMeta:
+        self._refuse_if_unusable()
         self._start()
+        path = self.backend._path(self.key)
+        try:
+            # the conditions again, just before the last bytes let Manta commit the object
+            await self.backend.check_conditions(self.key, *self.conditions)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self.abort()
+            raise
+        if self._held is not None:
+            held, self._held = self._held, None
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._send.send(held)
         await self._send.aclose()
         await self._done.wait()
         if self._meta is None:
             raise self._broken() from self._error
         meta = self._meta
-        path = self.backend._path(self.key)
         mine = base64.b64encode(self._md5.digest()).decode()
-        if meta.checksums.get("md5") != mine:
+        theirs = meta.checksums.get("md5")
+        if theirs is None:
+            log.warning("manta: put %s: the server sent no Computed-MD5; the upload is "
+                        "not verified", path)
+            meta = dataclasses.replace(meta, checksums={"md5": mine})
+        elif theirs != mine:
             raise IntegrityError(f"manta: put {path}: the server received bytes with MD5 "
-                                 f"{meta.checksums.get('md5')}, not {mine}")
+                                 f"{theirs}, not {mine}")
         if self.size is not None and meta.size != self.size:
             raise IntegrityError(f"manta: put {path}: sent {meta.size} of {self.size} bytes")
         return meta

@@ -276,20 +276,41 @@ class DirtyFile:
 
     async def write_in_thread(self, offset: int, data: bytes) -> None:
         """``write``, with the copy into the spool in a worker thread (the trio thread goes
-        on with uploads meanwhile); the bookkeeping stays on the trio thread."""
+        on with uploads meanwhile).  Only the ``pwrite`` runs there, on a descriptor of its
+        own (a discard meanwhile closes ``self.fd``, never one in use); the journal record
+        and the bookkeeping follow on the trio thread, so a ``save_state`` in between sees
+        either none of this write or all of it."""
         self.unshare()
-        await trio.to_thread.run_sync(self._store, offset, data)
+        fd = os.dup(self.fd)
+        try:
+            await trio.to_thread.run_sync(self._spool_write, fd, offset, data)
+        finally:
+            os.close(fd)
+        self._journal_write(offset, len(data))
         self._mark(offset, len(data))
 
     def _store(self, offset: int, data: bytes) -> None:
-        """The bytes into the spool and the journal (no shared state touched)."""
+        """The bytes into the spool and the journal."""
+        self._spool_write(self.fd, offset, data)
+        self._journal_write(offset, len(data))
+
+    def _spool_write(self, fd: int, offset: int, data: bytes) -> None:
         try:
-            _full_write(self.fd, data, offset)
-            self._log(_WRITE, offset, len(data))
+            _full_write(fd, data, offset)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise NoSpace(f"{self.key}: the cache disk is full") from exc
+            self._refuse_if_full(exc)
             raise
+
+    def _journal_write(self, offset: int, length: int) -> None:
+        try:
+            self._log(_WRITE, offset, length)
+        except OSError as exc:
+            self._refuse_if_full(exc)
+            raise
+
+    def _refuse_if_full(self, exc: OSError) -> None:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpace(f"{self.key}: the cache disk is full") from exc
 
     def _mark(self, offset: int, length: int) -> None:
         end = offset + length

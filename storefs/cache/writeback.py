@@ -214,6 +214,11 @@ class WriteBack:
                 token.stale = True
 
     def truncated(self, df: DirtyFile) -> None:
+        self.drop_stream(df)
+
+    def drop_stream(self, df: DirtyFile) -> None:
+        """Abort the upload streamed while ``df`` was written (truncated, or detached from
+        its name): its request must not stay open, nor land."""
         if df.stream is not None:
             self._abort_stream(df)
 
@@ -306,7 +311,12 @@ class WriteBack:
         df.uploaded(generation, self.base_reader(df.key, meta), meta.etag)
         self.uploads += 1
         self.uploaded_bytes += meta.size
-        self.background.pop(df.id, None)
+        if df.clean:
+            self.background.pop(df.id, None)
+        elif df.id in self.background:
+            # changed while it was going up (a chmod after close): once more, now
+            df.next_attempt = 0.0
+            self._wake.set()
         self.on_uploaded(df, meta)
         return meta
 
@@ -470,6 +480,10 @@ class WriteBack:
                               running: set[str]) -> None:
         try:
             await self._try_background(df)
+        except Exception:
+            # never let one file's surprise cancel the others' uploads (or the mount)
+            log.exception("%s: background upload failed", df.key)
+            df.next_attempt = trio.current_time() + RETRY_DELAYS[-1]
         finally:
             running.discard(df.id)
             slots.release_on_behalf_of(token)

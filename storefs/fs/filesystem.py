@@ -681,6 +681,7 @@ class Filesystem:
         inode = self.inodes.at(df.key)
         df.stop_journal()
         df.orphan = True
+        self.writeback.drop_stream(df)
         if inode is not None and inode.dirty is df:
             # show the other client's version from now on
             inode.dirty = None
@@ -699,9 +700,17 @@ class Filesystem:
         for the open handles (a local copy), since the store will not have them any more."""
         df = inode.dirty
         if df is not None:
+            if df.uploading:
+                # an upload in flight (a background one, after close) would land after the
+                # delete and bring the object back: let it finish, then delete what it made
+                async with df.lock:
+                    pass
+                if inode.dirty is not df:  # uploaded and discarded meanwhile
+                    return await self._detach_content(inode)
             df.stop_journal()
             df.orphan = True
             self.writeback.unschedule(df)
+            self.writeback.drop_stream(df)
             if inode.opens == 0:
                 df.discard()
                 inode.dirty = None

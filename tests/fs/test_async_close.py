@@ -17,7 +17,7 @@ from storefs.backends.retrying import RetryingBackend
 from storefs.cache.chunks import ChunkCache
 from storefs.cache.fetch import Fetcher
 from storefs.cache.writeback import WriteBack
-from storefs.fs.filesystem import Filesystem, FsOptions
+from storefs.fs.filesystem import AttrChanges, Filesystem, FsOptions
 from storefs.fs.inodes import ROOT_INO
 from storefs.fs.posix_meta import Defaults
 
@@ -33,15 +33,20 @@ class SlowStore(MemBackend):
         super().__init__(name, "")
         self.inflight = 0
         self.most = 0
+        #: set whenever no PUT is in flight
+        self.quiet = trio.Event()
 
     async def put(self, key: str, data: bytes, metadata: Any, **kwargs: Any) -> ObjectMeta:
         self.inflight += 1
         self.most = max(self.most, self.inflight)
+        self.quiet = trio.Event()
         try:
             await trio.sleep(0.05)
             return await super().put(key, data, metadata, **kwargs)
         finally:
             self.inflight -= 1
+            if not self.inflight:
+                self.quiet.set()
 
 
 @pytest.fixture
@@ -118,3 +123,31 @@ async def test_fsync_still_waits_for_the_store(
     assert store.store.objects["durable"].data == b"kept"
     await fs.flush(h.fh)
     await fs.release(h.fh)
+
+
+async def test_rm_while_the_background_upload_runs_leaves_nothing_in_the_store(
+        store_and_fs: tuple[SlowStore, Filesystem]) -> None:
+    store, fs = store_and_fs
+    await write_and_close(fs, "gone", b"short-lived")
+    await trio.sleep(0.01)  # the background PUT (50 ms) is in flight now
+    assert store.inflight == 1
+    await fs.unlink(ROOT_INO, "gone")  # waits for that PUT, then deletes what it made
+    await all_uploaded(fs)
+    with trio.fail_after(10):
+        await store.quiet.wait()  # no PUT left that could still land
+    assert "gone" not in store.store.objects
+    assert await fs.lookup(ROOT_INO, "gone") is None
+
+
+async def test_chmod_while_the_background_upload_runs_goes_up_too(
+        store_and_fs: tuple[SlowStore, Filesystem]) -> None:
+    store, fs = store_and_fs
+    ino = await write_and_close(fs, "tarred", b"member")
+    await trio.sleep(0.01)  # the background PUT (50 ms) is in flight now
+    assert store.inflight == 1
+    # what tar and rsync do after closing a file
+    await fs.setattr(ino, AttrChanges(mode=0o600, mtime_ns=1_000_000_000))
+    await all_uploaded(fs)
+    stored = store.store.objects["tarred"]
+    assert stored.data == b"member"
+    assert int(stored.metadata["mode"]) & 0o777 == 0o600

@@ -18,7 +18,13 @@ from storefs.backends.retrying import RetryingBackend
 from storefs.cache.chunks import ChunkCache
 from storefs.cache.fetch import Fetcher
 from storefs.cache.writeback import WriteBack
-from storefs.errors import ConfigError, IntegrityError, NotFound, UploadInterrupted
+from storefs.errors import (
+    AlreadyExists,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    UploadInterrupted,
+)
 from storefs.fs.filesystem import Filesystem, FsOptions
 from storefs.fs.posix_meta import Defaults
 from storefs.source import parse_source
@@ -150,3 +156,37 @@ async def test_open_streams_never_take_the_connections_other_requests_need(
             assert (await b.head("small")).size == 1
             for up in uploads:
                 assert (await up.complete()).size == part
+
+
+async def test_a_name_created_elsewhere_while_the_stream_ran_is_not_overwritten(
+        backend: MantaBackend, make_backend: MakeBackend, manta_server: MantaServer,
+        stor: str) -> None:
+    # Manta checks If-None-Match when the PUT starts; the stream checks again before the
+    # last bytes, which are what lets Manta commit the object
+    part = backend.capabilities.part_size
+    up = await backend.begin_upload("race", {}, part_size=part, if_none_match=True,
+                                    size=2 * part)
+    await up.write_part(1, os.urandom(part))
+    await up.write_part(2, os.urandom(part))
+    async with make_backend(stor, manta_server.options()) as other:
+        await other.put("race", b"theirs", {})
+    with pytest.raises(AlreadyExists):
+        await up.complete()
+    assert await backend.get_range("race", 0, 100) == b"theirs"
+
+
+async def test_a_part_cancelled_half_sent_ends_the_stream(backend: MantaBackend) -> None:
+    part = backend.capabilities.part_size
+    up = await backend.begin_upload("half", {}, part_size=part)
+    await up.write_part(1, os.urandom(part))
+    with trio.move_on_after(0) as scope:  # cancelled at its first checkpoint
+        await up.write_part(2, os.urandom(part))
+    assert scope.cancelled_caught
+    # neither a retry of the part nor a completion may go on from half a part
+    with pytest.raises(UploadInterrupted, match="not sent whole"):
+        await up.write_part(2, os.urandom(part))
+    with pytest.raises(UploadInterrupted, match="not sent whole"):
+        await up.complete()
+    await up.abort()
+    with pytest.raises(NotFound):
+        await backend.head("half")
