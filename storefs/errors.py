@@ -87,6 +87,10 @@ class IntegrityError(StorefsError):
     """A checksum did not match: the bytes are not the ones the store holds."""
 
     errno = _errno.EIO
+    #: the version the failed upload left at the name, when it did leave one (a streamed
+    #: PUT is committed before its checksum can be compared): the next attempt replaces
+    #: it instead of taking it for another writer's
+    stored_etag: str | None = None
 
 
 class TransientError(StorefsError):

@@ -1213,8 +1213,10 @@ class MantaStream(Upload):
                         "not verified", path)
             meta = dataclasses.replace(meta, checksums={"md5": mine})
         elif theirs != mine:
-            raise IntegrityError(f"manta: put {path}: the server received bytes with MD5 "
+            err = IntegrityError(f"manta: put {path}: the server received bytes with MD5 "
                                  f"{theirs}, not {mine}")
+            err.stored_etag = meta.etag
+            raise err
         if self.size is not None and meta.size != self.size:
             raise IntegrityError(f"manta: put {path}: sent {meta.size} of {self.size} bytes")
         return meta

@@ -38,10 +38,11 @@ import trio
 
 from storefs.backends.base import Backend, ETag, ObjectMeta, Upload
 from storefs.backends.retrying import BACKGROUND_DEADLINE, retry_deadline
-from storefs.cache.dirty import DirtyFile, Expect
+from storefs.cache.dirty import UNCONDITIONAL, DirtyFile, Expect
 from storefs.cache.fetch import Fetcher, LocalVersion, RemoteVersion, VersionReader
 from storefs.errors import (
     AlreadyExists,
+    IntegrityError,
     NotFound,
     PreconditionFailed,
     StorefsError,
@@ -305,6 +306,10 @@ class WriteBack:
             self.failures += 1
             df.last_error = exc
             df.attempts += 1
+            if isinstance(exc, IntegrityError) and exc.stored_etag and _conditional(df):
+                # our own damaged upload is at the name now: the retry replaces it
+                df.expect = Expect(ETag(exc.stored_etag))
+                df.save_state()
             raise
         finally:
             df.uploading = False
@@ -540,6 +545,11 @@ class WriteBack:
             "copied_parts": self.copied_parts,
             "background": len(self.background),
         }
+
+
+def _conditional(df: DirtyFile) -> bool:
+    """``df``'s uploads are conditional on what the mount saw at its key."""
+    return df.expect != UNCONDITIONAL
 
 
 def _conditions(expect: Expect) -> dict[str, Any]:

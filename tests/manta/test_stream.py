@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from storefs.backends import manta
-from storefs.backends.base import MiB
+from storefs.backends.base import MiB, ObjectMeta
 from storefs.backends.manta import MantaBackend
 from storefs.backends.retrying import RetryingBackend
 from storefs.cache.chunks import ChunkCache
@@ -26,6 +26,7 @@ from storefs.errors import (
     UploadInterrupted,
 )
 from storefs.fs.filesystem import Filesystem, FsOptions
+from storefs.fs.inodes import ROOT_INO
 from storefs.fs.posix_meta import Defaults
 from storefs.source import parse_source
 from tests.fs.test_core import write_file
@@ -43,6 +44,19 @@ async def backend(make_backend: MakeBackend, manta_server: MantaServer,
                   stor: str) -> AsyncIterator[MantaBackend]:
     async with make_backend(stor, manta_server.options()) as b:
         yield b
+
+
+async def filesystem_on(backend: MantaBackend, tmp_path: Path,
+                        nursery: trio.Nursery) -> tuple[Filesystem, WriteBack]:
+    """The filesystem core on ``backend``, as a mount builds it (no kernel)."""
+    store = RetryingBackend(backend)
+    fetcher = Fetcher(store, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
+    wb = WriteBack(store, fetcher, tmp_path / "dirty", parallel=2)
+    fetcher.start(nursery)
+    wb.start(nursery)
+    fs = Filesystem(store, FsOptions(Defaults(0, 0)), fetcher, wb)
+    await fs.start()
+    return fs, wb
 
 
 async def test_parts_go_up_as_one_put_with_no_multipart_upload(
@@ -105,13 +119,7 @@ async def test_a_file_whose_stream_broke_is_sent_again_whole_at_close(
         nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
     # the stream started while the file was written hits Manta's chunked cap part-way
     monkeypatch.setattr(manta, "STREAM_CAP", 12 * MiB)
-    store = RetryingBackend(backend)
-    fetcher = Fetcher(store, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
-    wb = WriteBack(store, fetcher, tmp_path / "dirty", parallel=2)
-    fetcher.start(nursery)
-    wb.start(nursery)
-    fs = Filesystem(store, FsOptions(Defaults(0, 0)), fetcher, wb)
-    await fs.start()
+    fs, wb = await filesystem_on(backend, tmp_path, nursery)
     data = os.urandom(30 * MiB + 7)
     await write_file(fs, "grown", data)
     # the close sent it again with its Content-Length: whole, once, and it reads back
@@ -190,3 +198,32 @@ async def test_a_part_cancelled_half_sent_ends_the_stream(backend: MantaBackend)
     await up.abort()
     with pytest.raises(NotFound):
         await backend.head("half")
+
+
+async def test_after_a_damaged_stream_the_retry_replaces_it_without_a_conflict(
+        backend: MantaBackend, tmp_path: Path, nursery: trio.Nursery,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fs, wb = await filesystem_on(backend, tmp_path, nursery)
+    original = manta.MantaStream.complete
+    damaged: list[str] = []
+
+    async def once_damaged(self: manta.MantaStream) -> ObjectMeta:
+        if not damaged:  # the first stream's bytes differ from what was sent
+            damaged.append(self.key)
+            self._md5.update(b"lost in flight")
+        return await original(self)
+
+    monkeypatch.setattr(manta.MantaStream, "complete", once_damaged)
+    data = os.urandom(20 * MiB + 3)
+    h, inode = await fs.create(ROOT_INO, "checked", 0o644, os.O_WRONLY | os.O_CREAT, 0, 0)
+    fs.remember(inode)
+    for off in range(0, len(data), MiB):
+        await fs.write(h.fh, off, data[off:off + MiB])
+    with pytest.raises(IntegrityError):
+        await fs.flush(h.fh)  # close reports it (EIO); the file stays pending
+    await fs.flush(h.fh)  # the next attempt overwrites the damaged object: no conflict
+    await fs.release(h.fh)
+    assert damaged == ["checked"] and wb.conflicts == 0
+    assert await backend.get_range("checked", 0, len(data)) == data
+    page = await backend.list_page("")
+    assert [o.key for o in page.objects if "conflict" in o.key] == []
