@@ -1149,9 +1149,9 @@ class MantaStream(Upload):
             raise UploadInterrupted(f"manta: upload {self.backend._path(self.key)}: a part "
                                     "was not sent whole; the upload must start over")
 
-    async def _push(self, piece: memoryview) -> bool:
-        """Hand ``piece`` to the request (holding it back until the next one); False when
-        the request is gone."""
+    async def _push(self, piece: memoryview | None) -> bool:
+        """Hand ``piece`` to the request, holding it back until the next one (None: send
+        what is held); False when the request is gone."""
         held, self._held = self._held, piece
         if held is None:
             return True
@@ -1179,8 +1179,7 @@ class MantaStream(Upload):
                 else:
                     sent = True
         finally:
-            if not sent:
-                self._unusable = True  # failed, or cancelled half-sent: never resumed
+            self._unusable = not sent  # failed, or cancelled half-sent: never resumed
         if not sent:
             await self._done.wait()
             raise self._broken() from self._error
@@ -1197,10 +1196,7 @@ class MantaStream(Upload):
             with trio.CancelScope(shield=True):
                 await self.abort()
             raise
-        if self._held is not None:
-            held, self._held = self._held, None
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._send.send(held)
+        await self._push(None)  # the request being gone shows in its outcome below
         await self._send.aclose()
         await self._done.wait()
         if self._meta is None:

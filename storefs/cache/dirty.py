@@ -271,7 +271,8 @@ class DirtyFile:
     def write(self, offset: int, data: bytes) -> None:
         """Put ``data`` at ``offset``; returns only when it is safe from a crash."""
         self.unshare()
-        self._store(offset, data)
+        self._spool_write(self.fd, offset, data)
+        self._journal_write(offset, len(data))
         self._mark(offset, len(data))
 
     async def write_in_thread(self, offset: int, data: bytes) -> None:
@@ -288,11 +289,6 @@ class DirtyFile:
             os.close(fd)
         self._journal_write(offset, len(data))
         self._mark(offset, len(data))
-
-    def _store(self, offset: int, data: bytes) -> None:
-        """The bytes into the spool and the journal."""
-        self._spool_write(self.fd, offset, data)
-        self._journal_write(offset, len(data))
 
     def _spool_write(self, fd: int, offset: int, data: bytes) -> None:
         try:

@@ -214,9 +214,6 @@ class WriteBack:
             if token is not None:
                 token.stale = True
 
-    def truncated(self, df: DirtyFile) -> None:
-        self.drop_stream(df)
-
     def drop_stream(self, df: DirtyFile) -> None:
         """Abort the upload streamed while ``df`` was written (truncated, or detached from
         its name): its request must not stay open, nor land."""
@@ -226,8 +223,11 @@ class WriteBack:
     def _abort_stream(self, df: DirtyFile) -> None:
         st: StreamState | None = df.stream
         df.stream = None
-        if st is None:
-            return
+        if st is not None:
+            self._stop_stream(st)
+
+    def _stop_stream(self, st: StreamState) -> None:
+        """No more parts for ``st``; its upload is aborted once the parts in flight end."""
         st.aborted = True
         if st.upload is not None and self._nursery is not None:
             self._nursery.start_soon(self._abort_upload, st)
@@ -275,9 +275,8 @@ class WriteBack:
             # the part is sent again by the upload at flush, which reports errors
             log.info("%s: streaming part %d failed: %s", df.key, n, exc)
             if self.caps.sequential_parts and df.stream is st:
-                st.failed = st.aborted = True
-                if st.upload is not None and self._nursery is not None:
-                    self._nursery.start_soon(self._abort_upload, st)
+                st.failed = True  # kept as df.stream: the file streams no more until flush
+                self._stop_stream(st)
         finally:
             if st.inflight.get(n) is token:
                 del st.inflight[n]
@@ -306,7 +305,8 @@ class WriteBack:
             self.failures += 1
             df.last_error = exc
             df.attempts += 1
-            if isinstance(exc, IntegrityError) and exc.stored_etag and _conditional(df):
+            if isinstance(exc, IntegrityError) and exc.stored_etag \
+                    and df.expect != UNCONDITIONAL:
                 # our own damaged upload is at the name now: the retry replaces it
                 df.expect = Expect(ETag(exc.stored_etag))
                 df.save_state()
@@ -545,11 +545,6 @@ class WriteBack:
             "copied_parts": self.copied_parts,
             "background": len(self.background),
         }
-
-
-def _conditional(df: DirtyFile) -> bool:
-    """``df``'s uploads are conditional on what the mount saw at its key."""
-    return df.expect != UNCONDITIONAL
 
 
 def _conditions(expect: Expect) -> dict[str, Any]:

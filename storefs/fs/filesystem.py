@@ -615,7 +615,7 @@ class Filesystem:
             shrink = size < df.size
             df.truncate(size)
             if shrink:
-                self.writeback.truncated(df)
+                self.writeback.drop_stream(df)
         now = now_ns()
         inode.attr = inode.attr.with_(size=size, mtime_ns=now, ctime_ns=now)
 
@@ -699,14 +699,13 @@ class Filesystem:
         """Before ``inode``'s object is deleted or overwritten: if it is open, keep its bytes
         for the open handles (a local copy), since the store will not have them any more."""
         df = inode.dirty
+        if df is not None and df.uploading:
+            # an upload in flight (a background one, after close) would land after the
+            # delete and bring the object back: let it finish, then delete what it made
+            async with df.lock:
+                pass
+            df = inode.dirty  # None if that upload left nothing local to keep
         if df is not None:
-            if df.uploading:
-                # an upload in flight (a background one, after close) would land after the
-                # delete and bring the object back: let it finish, then delete what it made
-                async with df.lock:
-                    pass
-                if inode.dirty is not df:  # uploaded and discarded meanwhile
-                    return await self._detach_content(inode)
             df.stop_journal()
             df.orphan = True
             self.writeback.unschedule(df)

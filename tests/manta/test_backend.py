@@ -27,11 +27,6 @@ from tests.manta.conftest import MakeBackend
 from tests.servers.fixture_manta import MantaServer
 
 
-def ops(server: MantaServer, prefix: str) -> dict[str, int]:
-    out: dict[str, int] = server.stats(prefix)["ops"]
-    return out
-
-
 async def test_agent_key_by_fingerprint(make_backend: MakeBackend, manta_server: MantaServer,
                                         agent_env: str, stor: str) -> None:
     # only the agent holds this key (its file needs a passphrase): found by SHA256
@@ -90,7 +85,7 @@ async def test_subuser_with_role(make_backend: MakeBackend, manta_server: MantaS
         assert meta.size == len(data)
         got = await b.get_range("sub/big", 0, len(data))
         assert hashlib.md5(got).digest() == hashlib.md5(data).digest()
-    counted = ops(manta_server, stor + "/")
+    counted = manta_server.ops(stor + "/")
     assert counted.get("PutObject") == 2 and "UploadPart" not in counted
     async with make_backend(stor, manta_server.options("bob", subuser="bob",
                                                        role="reader")) as reader:
@@ -104,11 +99,11 @@ async def test_rename_is_a_snaplink_on_v1(make_backend: MakeBackend, manta_serve
     data = os.urandom(200_000)
     async with make_backend(stor, manta_server.options()) as b:
         await b.put("old", data, {"mode": "33188"})
-        before = ops(manta_server, f"{stor}/new")
+        before = manta_server.ops(f"{stor}/new")
         meta = await b.rename("old", "new")
         assert meta.size == len(data) and meta.metadata == {"mode": "33188"}
         assert await b.get_range("new", 0, len(data)) == data
-    moved = ops(manta_server, f"{stor}/new")
+    moved = manta_server.ops(f"{stor}/new")
     assert moved.get("PutSnapLink", 0) - before.get("PutSnapLink", 0) == 1
     # no bytes were copied: nothing was written to the new name but the link
     assert moved.get("PutObject", 0) == 0
@@ -126,9 +121,9 @@ async def test_rename_copies_on_v2(make_backend: MakeBackend, manta_v2_server: M
         assert meta.metadata == {"mode": "33188"}
         assert await b.get_range("new", 0, len(data)) == data
         assert (await b.list_page("")).objects[0].key == "new"
-    assert ops(manta_v2_server, f"{stor}/new").get("PutObject") == 1
+    assert manta_v2_server.ops(f"{stor}/new").get("PutObject") == 1
     assert manta_v2_server.stats(f"{stor}/old")["bytes_out"] == len(data)
-    assert "PutSnapLink" not in ops(manta_v2_server, stor + "/")
+    assert "PutSnapLink" not in manta_v2_server.ops(stor + "/")
 
 
 async def test_v2_fallback_when_snaplinks_are_refused(make_backend: MakeBackend,
@@ -141,7 +136,7 @@ async def test_v2_fallback_when_snaplinks_are_refused(make_backend: MakeBackend,
         assert not b.snaplinks
         assert await b.get_range("b", 0, 10) == b"abc"
     # one refused link, then the copy; the GET is the read-back above
-    assert ops(manta_v2_server, f"{stor}/b") == {"PutSnapLink": 1, "PutObject": 1,
+    assert manta_v2_server.ops(f"{stor}/b") == {"PutSnapLink": 1, "PutObject": 1,
                                                  "GetObject": 1}
 
 
@@ -159,7 +154,7 @@ async def test_metadata_update_does_not_rewrite_data(make_backend: MakeBackend,
         await b.make_dir("d/", {"mode": "16877"})
         await b.set_metadata("d/", {"mode": "16832"})
         assert (await b.head("d")).metadata == {"mode": "16832"}
-    counted = ops(manta_server, f"{stor}/f")
+    counted = manta_server.ops(f"{stor}/f")
     assert counted["PutObject"] == 1 and counted["PutMetadata"] == 1
     assert manta_server.stats(f"{stor}/f")["bytes_in"] == len(data)
 

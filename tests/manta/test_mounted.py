@@ -79,11 +79,6 @@ def rss(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def ops(server: MantaServer, prefix: str) -> dict[str, int]:
-    out: dict[str, int] = server.stats(prefix)["ops"]
-    return out
-
-
 def test_mount_with_a_key_file(manta_server: MantaServer, tmp_path: Path) -> None:
     base = manta_server.fresh_dir("mnt")
     env = user_env(tmp_path, MANTA_URL=manta_server.url, MANTA_USER="jill")
@@ -92,7 +87,7 @@ def test_mount_with_a_key_file(manta_server: MantaServer, tmp_path: Path) -> Non
         (mnt / "notes").mkdir()
         (mnt / "notes" / "a.txt").write_text("from a key file\n")
         assert (mnt / "notes" / "a.txt").read_text() == "from a key file\n"
-    assert ops(manta_server, f"{base}/notes/a.txt").get("PutObject") == 1
+    assert manta_server.ops(f"{base}/notes/a.txt").get("PutObject") == 1
 
 
 def test_mount_with_an_agent_key(manta_server: MantaServer, tmp_path: Path) -> None:
@@ -104,7 +99,7 @@ def test_mount_with_an_agent_key(manta_server: MantaServer, tmp_path: Path) -> N
     with mounted(tmp_path, f"manta:{base}", env) as mnt:
         (mnt / "via-agent").write_bytes(b"signed by the agent")
         assert sorted(os.listdir(mnt)) == ["via-agent"]
-    assert ops(manta_server, f"{base}/via-agent").get("PutObject") == 1
+    assert manta_server.ops(f"{base}/via-agent").get("PutObject") == 1
 
 
 def test_mount_refuses_bad_credentials(manta_server: MantaServer, tmp_path: Path) -> None:
@@ -130,7 +125,7 @@ def test_mount_as_subuser_with_role(manta_server: MantaServer, tmp_path: Path) -
         (mnt / "d").mkdir()
         (mnt / "d" / "by-bob").write_bytes(b"sub-user data")
         assert (mnt / "d" / "by-bob").read_bytes() == b"sub-user data"
-    assert ops(manta_server, f"{base}/d/by-bob").get("PutObject") == 1
+    assert manta_server.ops(f"{base}/d/by-bob").get("PutObject") == 1
 
 
 def test_chmod_rewrites_no_data(manta_server: MantaServer, tmp_path: Path) -> None:
@@ -139,11 +134,11 @@ def test_chmod_rewrites_no_data(manta_server: MantaServer, tmp_path: Path) -> No
     opts = {"key_file": manta_server.keys["rsa"]["private"]}
     with mounted(tmp_path, f"manta:{base}", env, opts) as mnt:
         (mnt / "f").write_bytes(os.urandom(100_000))
-    before = ops(manta_server, f"{base}/f")
+    before = manta_server.ops(f"{base}/f")
     with mounted(tmp_path, f"manta:{base}", env, opts) as mnt:
         os.chmod(mnt / "f", 0o600)
         os.utime(mnt / "f", (1_600_000_000, 1_600_000_000))
-    after = ops(manta_server, f"{base}/f")
+    after = manta_server.ops(f"{base}/f")
     assert after.get("PutObject", 0) == before.get("PutObject", 0) == 1
     assert after.get("PutMetadata", 0) > before.get("PutMetadata", 0)
     with mounted(tmp_path, f"manta:{base}", env, opts) as mnt:
@@ -170,7 +165,7 @@ def test_directory_tree_rename(manta_server: MantaServer, manta_v2_server: Manta
         for rel, data in files.items():
             assert (mnt / "moved" / rel).read_bytes() == data
         assert (mnt / "moved" / "empty").is_dir()
-    moved = ops(server, f"{base}/moved/")
+    moved = server.ops(f"{base}/moved/")
     if version == "v1":
         # every file a SnapLink: no bytes went through the client again
         assert moved.get("PutSnapLink") == len(files)

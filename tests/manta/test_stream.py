@@ -34,11 +34,6 @@ from tests.manta.conftest import MakeBackend
 from tests.servers.fixture_manta import MantaServer
 
 
-def ops(server: MantaServer, prefix: str) -> dict[str, int]:
-    out: dict[str, int] = server.stats(prefix)["ops"]
-    return out
-
-
 @pytest.fixture
 async def backend(make_backend: MakeBackend, manta_server: MantaServer,
                   stor: str) -> AsyncIterator[MantaBackend]:
@@ -76,7 +71,7 @@ async def test_parts_go_up_as_one_put_with_no_multipart_upload(
     assert (head.size, head.metadata["mode"]) == (len(whole), "33188")
     got = await backend.get_range("big", 0, len(whole))
     assert hashlib.md5(got).digest() == hashlib.md5(whole).digest()
-    assert ops(manta_server, f"{stor}/big").get("PutObject") == 1
+    assert manta_server.ops(f"{stor}/big").get("PutObject") == 1
     # one PUT, and no POST (a multipart upload begins and commits with POSTs)
     sent = {m: n - before.get(m, 0) for m, n in backend.requests.items()}
     assert (sent.get("PUT"), sent.get("POST", 0)) == (1, 0), sent
@@ -128,7 +123,7 @@ async def test_a_file_whose_stream_broke_is_sent_again_whole_at_close(
     assert meta.size == len(data)
     assert meta.checksums["md5"] == manta._b64md5(data)
     assert await backend.get_range("grown", 0, len(data)) == data
-    assert ops(manta_server, f"{stor}/grown").get("PutObject") == 2
+    assert manta_server.ops(f"{stor}/grown").get("PutObject") == 2
 
 
 async def test_bytes_that_differ_from_what_was_sent_fail_the_upload(

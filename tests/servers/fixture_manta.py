@@ -199,6 +199,11 @@ class MantaServer:
         assert row is not None, path
         return Path(self.root) / "blobs" / row[0]
 
+    def ops(self, prefix: str) -> dict[str, int]:
+        """Operation counts (PutObject, HeadObject...) of every request under ``prefix``."""
+        out: dict[str, int] = self.stats(prefix)["ops"]
+        return out
+
     def stats(self, prefix: str) -> dict[str, Any]:
         """Request counts of every request under the Manta path ``prefix``."""
         resp = httpx.get(f"{self.url}/_admin/stats", params={"prefix": prefix}, verify=False)
