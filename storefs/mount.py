@@ -45,6 +45,7 @@ from storefs.errors import ConfigError, StorefsError
 from storefs.fs.attrstore import AttrStore, open_attr_store
 from storefs.fs.filesystem import Filesystem, FsOptions
 from storefs.fs.posix_meta import Defaults
+from storefs.fuse import request_wait
 from storefs.fuse.operations import Operations
 from storefs.notify import notify
 from storefs.options import MountOptions
@@ -184,6 +185,7 @@ class Mount:
         self._unmounted_outside = False
         self._stopping = False
         self.mounted = False
+        self.request_wait: request_wait.QueuedRequestWait | None = None
 
     async def serve(self, ready: Callable[[str | None], None]) -> int:
         req = self.request
@@ -239,6 +241,7 @@ class Mount:
             ready(f"cannot mount on {req.mountpoint}: {exc} (is it busy or not empty?)")
             return 1
         self.mounted = True
+        self.request_wait = request_wait.install()
         code = 0
         try:
             async with trio.open_nursery() as nursery:
@@ -265,6 +268,7 @@ class Mount:
         try:
             await pyfuse3.main()
         finally:
+            request_wait.uninstall()
             if not self._stopping:
                 # unmounted from outside (fusermount3 -u, umount)
                 self._unmounted_outside = True
@@ -383,6 +387,8 @@ class Mount:
             stats["reads"] = fs.fetcher.statistics()
         if self.chunks is not None:
             stats["cache"] = self.chunks.statistics()
+        if self.request_wait is not None:
+            stats["fuse_waits"] = self.request_wait.statistics()
         if self.attrs is not None:
             stats["attribute_record"] = {"hits": self.attrs.hits, "misses": self.attrs.misses}
         return stats
