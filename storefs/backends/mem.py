@@ -43,6 +43,11 @@ class _Object:
     content_type: str | None
     etag: ETag
     mtime: float
+    #: hex MD5 of ``data``, taken once (``meta`` is asked for on every read)
+    md5: str = ""
+
+    def __post_init__(self) -> None:
+        self.md5 = hashlib.md5(self.data).hexdigest()
 
     def meta(self, key: str) -> ObjectMeta:
         return ObjectMeta(
@@ -52,7 +57,7 @@ class _Object:
             mtime=self.mtime,
             content_type=self.content_type,
             metadata=dict(self.metadata),
-            checksums={"md5": hashlib.md5(self.data).hexdigest()},
+            checksums={"md5": self.md5},
         )
 
 
