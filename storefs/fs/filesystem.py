@@ -255,9 +255,11 @@ class Filesystem:
         assert inode.path is not None
         return inode.path + "/" if inode.attr.is_dir and inode.path else inode.path
 
-    def _apply_meta(self, inode: Inode, meta: ObjectMeta, *, listed: bool = False) -> None:
+    def _apply_meta(self, inode: Inode, meta: ObjectMeta, *, listed: bool = False,
+                    decoded: posix_meta.Decoded | None = None) -> None:
         """Take attributes from the store's ``meta`` (the inode has no local changes);
-        ``listed``: ``meta`` comes from a directory listing."""
+        ``listed``: ``meta`` comes from a directory listing; ``decoded``: ``meta`` decoded
+        already."""
         old = inode.meta.etag if inode.meta is not None else None
         if inode.meta is meta or (not meta.metadata_complete and inode.complete and (
                 (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir))):
@@ -270,7 +272,8 @@ class Filesystem:
                 inode.checked = trio.current_time()
             return
         inode.listed = listed
-        decoded = posix_meta.decode(meta, self.opts.defaults)
+        if decoded is None:
+            decoded = posix_meta.decode(meta, self.opts.defaults)
         inode.attr = decoded.attr
         inode.xattrs = decoded.xattrs
         inode.meta = meta
@@ -368,7 +371,7 @@ class Filesystem:
             # the type changed under us (another client): a new inode for the new object
         decoded = posix_meta.decode(meta, self.opts.defaults)
         inode = self.inodes.add(path, decoded.attr)
-        self._apply_meta(inode, meta, listed=listed)
+        self._apply_meta(inode, meta, listed=listed, decoded=decoded)
         return inode
 
     def _pending_child(self, path: str) -> Inode | None:
@@ -1258,7 +1261,7 @@ class Filesystem:
             handle.done = True
             self._add_pending(handle)
             listing: Listing = dict(handle.entries)
-            self.cache.put_listing(handle.path, listing)
+            self.cache.put_listing(handle.path, listing, entries=False)
 
     @staticmethod
     def _page_entries(path: str, page: ListPage) -> list[tuple[str, Child]]:

@@ -99,9 +99,13 @@ class MetaCache:
     def listing(self, path: str) -> Listing | None:
         return self._dirs.get(path)
 
-    def put_listing(self, path: str, listing: Listing) -> None:
+    def put_listing(self, path: str, listing: Listing, *, entries: bool = True) -> None:
+        """Remember ``path``'s complete listing; ``entries=False``: its entries' metadata
+        was already ``put`` page by page."""
         if self.enabled[2]:
             self._dirs[path] = listing
+        if not entries:
+            return
         for name, child in listing.items():
             if child.meta is not None:
                 self.put(f"{path}/{name}" if path else name, child.meta)
