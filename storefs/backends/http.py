@@ -63,6 +63,7 @@ from cachetools import LRUCache
 
 from storefs import __version__
 from storefs import config as config_file
+from storefs.backends._http_reads import use_large_reads
 from storefs.backends._options import flag, positive
 from storefs.backends.base import (
     Backend,
@@ -405,6 +406,7 @@ class HttpBackend(Backend):
         if s.insecure:
             log.warning("http: %s: TLS certificate verification is off (-o insecure)", s.url)
         n = max(1, s.connections)
+        use_large_reads()
         self.client = httpx.AsyncClient(
             verify=tls_context(s),
             timeout=httpx.Timeout(s.timeout, connect=min(s.timeout, 15.0), pool=None),

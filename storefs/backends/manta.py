@@ -86,6 +86,7 @@ import trio
 from cachetools import LRUCache
 
 from storefs import config as config_file
+from storefs.backends._http_reads import use_large_reads
 from storefs.backends.base import (
     Backend,
     Capabilities,
@@ -371,6 +372,7 @@ class MantaBackend(Backend):
 
     def _new_client(self, connections: int | None, keepalive: int) -> httpx.AsyncClient:
         s = self.settings
+        use_large_reads()
         return httpx.AsyncClient(
             base_url=s.url,
             auth=self.auth,
