@@ -407,10 +407,12 @@ class Filesystem:
                 meta = child.meta or self._implicit_dir_meta(path, known=False)
         if meta is None or not meta.metadata_complete:
             # a listing that just named a file needs one HEAD (and shares the attribute
-            # prefetch's, if it is in flight), not HEAD + LIST of a directory of that name
-            listed_file = meta is not None and not meta.is_dir
-            meta = await self._stat(path, file_only=listed_file)
-            if meta is None and listed_file:
+            # prefetch's, if it is in flight), not HEAD + LIST of a directory of that name;
+            # so does a file this mount knows whose attributes expired (as in getattr)
+            a_file = (not meta.is_dir) if meta is not None else (
+                known is not None and known.complete and not known.attr.is_dir)
+            meta = await self._stat(path, file_only=a_file)
+            if meta is None and a_file:
                 meta = await self._stat(path)  # gone, or a directory now
             if meta is None:
                 return None

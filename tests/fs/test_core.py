@@ -68,6 +68,38 @@ async def read_file(fs: Filesystem, ino: int) -> bytes:
         await fs.release(h.fh)
 
 
+async def test_a_known_file_is_checked_again_with_one_head(
+        fs: Filesystem, autojump_clock: trio.testing.MockClock) -> None:
+    # find, rsync and make stat the same files again after attr_timeout: one HEAD each,
+    # not HEAD + LIST (getattr already did so; a lookup did not)
+    other = other_client(fs)
+    for name in "abcdefgh":  # more than a listing page: the mount looks names up one by one
+        await other.put(f"d/{name}", b"x", {})
+    d = await fs.lookup(ROOT_INO, "d")
+    assert d is not None
+    fs.remember(d)
+    for name in ("a", "b", "c"):
+        inode = await fs.lookup(d.ino, name)
+        assert inode is not None
+        fs.remember(inode)
+    await trio.sleep(fs.opts.attr_timeout + 0.5)
+    before = dict(other.store.requests)
+    for name in ("a", "b", "c"):
+        assert await fs.lookup(d.ino, name) is not None
+    asked = {k: v - before.get(k, 0) for k, v in other.store.requests.items()
+             if v != before.get(k, 0)}
+    assert asked == {"head": 3}, asked
+    await other.delete("d/b")  # gone: the full check says so
+    await trio.sleep(fs.opts.attr_timeout + 0.5)
+    assert await fs.lookup(d.ino, "b") is None
+    await other.delete("d/c")
+    await other.put("d/c/inner", b"y", {})  # a directory now
+    await trio.sleep(fs.opts.attr_timeout + 0.5)
+    now_dir = await fs.lookup(d.ino, "c")
+    assert now_dir is not None and now_dir.attr.is_dir
+    fs.remember(now_dir)
+
+
 async def test_new_big_file_streams_parts_while_written(fs: Filesystem) -> None:
     data = os.urandom(30 * MiB + 17)
     h, inode = await fs.create(ROOT_INO, "big", 0o644, os.O_WRONLY | os.O_CREAT, 0, 0)
