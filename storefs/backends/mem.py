@@ -44,7 +44,7 @@ class _Object:
     etag: ETag
     mtime: float
     #: hex MD5 of ``data``, taken once (``meta`` is asked for on every read)
-    md5: str = ""
+    md5: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.md5 = hashlib.md5(self.data).hexdigest()

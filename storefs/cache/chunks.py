@@ -50,11 +50,11 @@ class ChunkCache:
         self.memory_pages = memory_pages
         self._pages: OrderedDict[str, int] = OrderedDict()  # file name -> size, LRU first
         self._memory: OrderedDict[str, bytes] = OrderedDict()
-        #: open descriptors of page files recently read in part (random readers), at most
-        #: a quarter of the descriptor limit (the mount raises it to the hard limit)
+        #: open descriptors of page files recently read in part (random readers)
         self._fds: OrderedDict[str, int] = OrderedDict()
-        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        self._open_pages = max(16, min(_OPEN_PAGES, soft // 4))
+        #: how many of them to keep: a quarter of the descriptor limit at most, read at
+        #: the first partial read (the mount raises the limit after building the cache)
+        self._open_pages = 0
         self.used = 0
         self.hits = 0
         self.misses = 0
@@ -132,6 +132,9 @@ class ChunkCache:
         fd = self._fds.get(name)
         try:
             if fd is None:
+                if not self._open_pages:
+                    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+                    self._open_pages = max(16, min(_OPEN_PAGES, soft // 4))
                 fd = os.open(self._path(name), os.O_RDONLY | os.O_CLOEXEC)
                 self._fds[name] = fd
                 while len(self._fds) > self._open_pages:

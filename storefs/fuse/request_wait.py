@@ -54,7 +54,8 @@ class QueuedRequestWait:
     """
 
     def __init__(self, fd: int, stock: Callable[[], Awaitable[bool]]) -> None:
-        self._stock = stock
+        #: pyfuse3's own wait, which this one falls back to
+        self.stock = stock
         self._poll = select.poll()
         self._poll.register(fd, select.POLLIN)
         #: tasks inside the stock wait: pyfuse3 counts them as idle readers
@@ -86,7 +87,7 @@ class QueuedRequestWait:
             self._guards += 1
             try:
                 self.slept += 1
-                if not await self._stock():
+                if not await self.stock():
                     return False
             finally:
                 self._guards -= 1
@@ -135,4 +136,4 @@ def uninstall() -> None:
     """Give pyfuse3 its own wait back (after the loop has ended)."""
     current = getattr(pyfuse3, _HOOK, None)
     if isinstance(current, QueuedRequestWait):
-        setattr(pyfuse3, _HOOK, current._stock)
+        setattr(pyfuse3, _HOOK, current.stock)

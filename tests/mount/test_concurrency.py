@@ -2,8 +2,10 @@
 
 The mount takes requests that are already queued without a trip through trio's scheduler
 (storefs/fuse/request_wait.py). These tests pin what a user sees of that: concurrent
-readers each get their own bytes, and while the queue never empties, uploads and the
-control socket (`storefs status`, `storefs umount`) still get their turn.
+readers each get their own bytes, and an upload and `storefs status` complete while other
+processes keep requests coming.  (Threads of one process leave the kernel's queue empty
+now and then, so whether a worker that never finds it empty still lets the rest of the
+mount run is pinned on a pipe, in tests/unit/test_request_wait.py.)
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def test_concurrent_random_readers_each_get_their_bytes(file_mount: Mounted) -> 
     assert after["queued"] - before["queued"] > 1000, (before, after)
 
 
-def test_uploads_and_status_go_on_while_the_request_queue_never_empties(
-        file_mount: Mounted, tmp_path: Path) -> None:
+def test_an_upload_and_status_complete_while_requests_keep_coming(
+        file_mount: Mounted) -> None:
     m = file_mount
     store = Path(m.target.source.removeprefix("file://"))
     target = m.path / "probe"
@@ -90,7 +92,7 @@ def test_uploads_and_status_go_on_while_the_request_queue_never_empties(
     for t in threads:
         t.start()
     try:
-        while sum(calls) < 2000:  # the queue is full before the user's work starts
+        while sum(calls) < 2000:  # requests are coming before the user's work starts
             time.sleep(0.01)
         before = fuse_waits(m)
         payload = random.randbytes(3 * MiB)
