@@ -39,7 +39,7 @@ Memory
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType
 
@@ -305,6 +305,19 @@ class Backend(abc.ABC):
         """Copy ``src`` to ``dst`` (server-side where ``capabilities.server_side_copy``).
         ``metadata`` None keeps the source's; otherwise replaces it.  ``if_match`` is a
         condition on the source."""
+
+    async def copy_listed(self, listed: ObjectMeta, dst: str) -> None:
+        """Copy an object a listing has just returned to ``dst``, a key known to be free,
+        keeping its data and metadata (one step of a directory rename on a flat store).
+        Stores use what the listing said (size, etag, kind) to skip the look at the
+        source and the destination that ``copy`` makes."""
+        await self.copy(listed.key, dst)
+
+    async def delete_listed(self, listed: Sequence[ObjectMeta]) -> None:
+        """Remove objects a listing has returned (the sources of a directory rename, once
+        every copy is made); idempotent like ``delete``.  Stores use what the listing
+        said to skip the look ``delete`` takes first."""
+        await self.delete_many(o.key for o in listed)
 
     async def rename(self, src: str, dst: str) -> ObjectMeta:
         """Move one object; stores with ``cheap_rename`` override this with an O(1) call."""

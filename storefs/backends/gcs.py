@@ -55,7 +55,7 @@ import os
 import threading
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import google.auth
@@ -632,14 +632,18 @@ class GcsBackend(Backend):
         return meta
 
     async def _rewrite(
-        self, src: str, dst: str, metadata: Metadata | None, if_match: ETag | None
+        self, src: str, dst: str, metadata: Metadata | None, if_match: ETag | None,
+        source: ObjectMeta | None = None,
     ) -> tuple[ObjectMeta, int]:
-        """Server-side copy; returns the new object's meta and the source generation."""
-        source = await self.head(src)
+        """Server-side copy of ``source`` (what a HEAD of ``src`` says unless given);
+        returns the new object's meta and the source generation."""
+        if source is None:
+            source = await self.head(src)
         want = _generation_of(if_match, src)
         if want is not None and source.etag != str(want):
             raise PreconditionFailed(f"{self._where(src)}: changed since it was read")
         generation = int(source.etag)
+        content_type = source.content_type
 
         def call() -> ObjectMeta:
             src_blob = self._blob(src)
@@ -648,7 +652,7 @@ class GcsBackend(Backend):
                 # a destination resource replaces the source's metadata as a whole; give
                 # the content type again so it is not lost with it
                 dst_blob.metadata = dict(metadata) or None
-                dst_blob.content_type = source.content_type
+                dst_blob.content_type = content_type
             token = None
             while True:
                 token, _, _ = dst_blob.rewrite(
@@ -663,20 +667,34 @@ class GcsBackend(Backend):
         except Exception as exc:
             raise translate(exc, f"{self._where(src)} -> {dst}") from exc
 
-    async def rename(self, src: str, dst: str) -> ObjectMeta:
-        meta, generation = await self._rewrite(src, dst, None, None)
-
+    async def _delete_generation(self, key: str, generation: int) -> None:
+        """Delete ``key`` at ``generation`` only: a newer write to it is not thrown away."""
         def call() -> None:
-            # only the version that was copied: a newer write to src is not thrown away
             with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed):
-                self._blob(src).delete(if_generation_match=generation, retry=None,
+                self._blob(key).delete(if_generation_match=generation, retry=None,
                                        timeout=self.timeout)
 
         try:
             await self._run("delete", call)
         except Exception as exc:
-            raise translate(exc, self._where(src)) from exc
+            raise translate(exc, self._where(key)) from exc
+
+    async def rename(self, src: str, dst: str) -> ObjectMeta:
+        meta, generation = await self._rewrite(src, dst, None, None)
+        await self._delete_generation(src, generation)
         return meta
+
+    async def copy_listed(self, listed: ObjectMeta, dst: str) -> None:
+        try:
+            await self._rewrite(listed.key, dst, None, None, source=listed)
+        except PreconditionFailed:
+            await self.copy(listed.key, dst)  # written again since it was listed
+
+    async def delete_listed(self, listed: Sequence[ObjectMeta]) -> None:
+        # the generations listed (and copied) only
+        async with trio.open_nursery() as nursery:
+            for obj in listed:
+                nursery.start_soon(self._delete_generation, obj.key, int(obj.etag))
 
     async def set_metadata(
         self, key: str, metadata: Metadata, *, if_match: ETag | None = None

@@ -20,7 +20,7 @@ import contextlib
 import contextvars
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -263,6 +263,14 @@ class RetryingBackend(Backend):
             f"copy {src} -> {dst}",
             lambda: self.inner.copy(src, dst, metadata=metadata, if_match=if_match),
         )
+
+    async def copy_listed(self, listed: ObjectMeta, dst: str) -> None:
+        await self._r.call(f"copy {listed.key} -> {dst}",
+                           lambda: self.inner.copy_listed(listed, dst))
+
+    async def delete_listed(self, listed: Sequence[ObjectMeta]) -> None:
+        listed = list(listed)
+        await self._r.call(f"delete {len(listed)} keys", lambda: self.inner.delete_listed(listed))
 
     async def rename(self, src: str, dst: str) -> ObjectMeta:
         # not retried as a whole: copy may have landed and delete failed; the inner

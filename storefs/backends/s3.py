@@ -681,6 +681,17 @@ class S3Backend(Backend):
             storage_class=self.settings.storage_class or source.storage_class,
         )
 
+    async def copy_listed(self, listed: ObjectMeta, dst: str) -> None:
+        if listed.size >= self.settings.copy_multipart_threshold:
+            await self.copy(listed.key, dst)  # in parts, from what a HEAD says
+            return
+        # the listing gave the size; COPY keeps the source's metadata and content type
+        params = self._write_params({}, None, dst)
+        params.pop("Metadata")
+        await self.call("copy_object", listed.key, Bucket=self.bucket, Key=self.full(dst),
+                        CopySource={"Bucket": self.bucket, "Key": self.full(listed.key)},
+                        **params)
+
     async def _multipart_copy(self, src: str, dst: str, source: ObjectMeta,
                               params: dict[str, Any]) -> ObjectMeta:
         """CopyObject's 5 GiB limit lifted: UploadPartCopy parts in parallel, every part

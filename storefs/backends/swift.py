@@ -71,7 +71,7 @@ import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -974,6 +974,50 @@ class SwiftBackend(Backend):
     async def rename(self, src: str, dst: str) -> ObjectMeta:
         meta = await self._copy(src, dst, None, None, move=True)
         return meta
+
+    @staticmethod
+    def _plain(listed: ObjectMeta) -> bool:
+        """A listing shows an SLO by its slo_etag (then no md5 checksum) and a DLO only as
+        its manifest's zero bytes: an object with bytes and an MD5 is a plain one."""
+        return listed.size > 0 and "md5" in listed.checksums
+
+    async def copy_listed(self, listed: ObjectMeta, dst: str) -> None:
+        if not self._plain(listed):
+            await self.copy(listed.key, dst)  # large objects copy their segments
+            return
+        s, d = self._object_loc(listed.key), self._object_loc(dst)
+
+        def call(conn: sc.Connection) -> None:
+            # one COPY: the destination is free (no old segments to clean) and the
+            # source's metadata goes with it
+            conn.copy_object(s.container, s.name, f"/{d.container}/{d.name}",
+                             fresh_metadata=False)
+
+        try:
+            await self._run("copy", call)
+        except Exception as exc:
+            raise translate(exc, f"{self._where(listed.key)} -> {dst}") from exc
+
+    async def delete_listed(self, listed: Sequence[ObjectMeta]) -> None:
+        async def plain(key: str) -> None:
+            loc = self._object_loc(key)
+
+            def call(conn: sc.Connection) -> None:
+                try:
+                    conn.delete_object(loc.container, loc.name)
+                except sc.ClientException as exc:
+                    if exc.http_status != 404:
+                        raise
+
+            try:
+                await self._run("delete", call)
+            except Exception as exc:
+                raise translate(exc, self._where(key)) from exc
+
+        async with trio.open_nursery() as nursery:
+            for obj in listed:
+                # a large object's delete looks first, to take its segments with it
+                nursery.start_soon(plain if self._plain(obj) else self.delete, obj.key)
 
     async def _copy(self, src: str, dst: str, metadata: Metadata | None,
                     if_match: ETag | None, *, move: bool) -> ObjectMeta:

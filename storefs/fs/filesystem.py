@@ -995,20 +995,23 @@ class Filesystem:
                 inode.dirty.key = inode.path or ""
 
     async def _move_flat_tree(self, src: str, dst: str) -> None:
-        """Server-side copy of every key below ``src/`` to ``dst/``, then delete them."""
-        keys: list[str] = []
+        """Server-side copy of every key below ``src/`` to ``dst/``, then delete them: a
+        failure before the deletes leaves every source in place.  The destination holds
+        nothing (the caller checked it is absent or empty), and the listing tells the store
+        what it needs about each source, so each object costs a copy and a delete."""
+        listed: list[ObjectMeta] = []
         async for page in self.backend.list(src + "/", delimiter=""):
-            keys += [o.key for o in page.objects]
+            listed += page.objects
         limiter = trio.CapacityLimiter(TREE_PARALLEL)
 
-        async def move(key: str) -> None:
+        async def move(obj: ObjectMeta) -> None:
             async with limiter:
-                await self.backend.copy(key, dst + key[len(src):])
+                await self.backend.copy_listed(obj, dst + obj.key[len(src):])
 
         async with trio.open_nursery() as nursery:
-            for key in keys:
-                nursery.start_soon(move, key)
-        await self.backend.delete_many(keys)
+            for obj in listed:
+                nursery.start_soon(move, obj)
+        await self.backend.delete_listed(listed)
 
     async def _move_real_tree(self, src: str, dst: str) -> None:
         """Stores with real directories and no tree rename (Manta): make the new directory,

@@ -176,6 +176,31 @@ async def test_rename_moves_one_object(backend: Backend) -> None:
     assert (await backend.head("new")).metadata.get("mode") == "33188"
 
 
+async def test_listed_objects_copy_and_delete_as_a_tree_move_does(backend: Backend) -> None:
+    if backend.capabilities.real_directories:
+        pytest.skip("trees on stores with real directories move entry by entry")
+    big = os.urandom(300_000)
+    await put(backend, "tm/a", big, mode="33261", mtime="1700000000")
+    await put(backend, "tm/sub/empty", b"", mode="33152")
+    await backend.put("tm/sub/", b"", {"mode": "16877"}, content_type="application/x-directory")
+    listed: list[ObjectMeta] = []
+    async for page in backend.list("tm/", delimiter=""):
+        listed += page.objects
+    assert sorted(o.key for o in listed) == ["tm/a", "tm/sub/", "tm/sub/empty"]
+    for obj in listed:
+        await backend.copy_listed(obj, "moved/" + obj.key[len("tm/"):])
+    await backend.delete_listed(listed)
+    await backend.delete_listed(listed)  # idempotent, as delete is
+    keys, prefixes = await list_all(backend, "tm/", delimiter="")
+    assert keys == [] and prefixes == []
+    assert await backend.get_range("moved/a", 0, len(big)) == big
+    a = await backend.head("moved/a")
+    assert (a.metadata.get("mode"), a.metadata.get("mtime")) == ("33261", "1700000000")
+    empty = await backend.head("moved/sub/empty")
+    assert empty.size == 0 and empty.metadata.get("mode") == "33152"
+    assert (await backend.head("moved/sub/")).metadata.get("mode") == "16877"
+
+
 async def test_delimited_listing_paged_sorted_without_duplicates(backend: Backend) -> None:
     names = [f"f{i:03d}" for i in range(23)]
     for n in names:

@@ -187,7 +187,8 @@ async def test_storage_class_and_encryption_options(request: pytest.FixtureReque
         await upload.write_part(1, b"parts")
         await upload.complete()
         await backend.copy("small", "copied")
-        for key in ("small", "multi", "copied"):
+        await backend.copy_listed((await backend.list_page("small")).objects[0], "listed")
+        for key in ("small", "multi", "copied", "listed"):
             head: dict[str, Any] = raw.head_object(Bucket=BUCKET, Key=backend.full(key))
             assert head.get("StorageClass") == "STANDARD_IA", key
             assert head.get("ServerSideEncryption") == "AES256", key
@@ -211,8 +212,9 @@ async def test_requester_pays_goes_with_every_request(request: pytest.FixtureReq
         await backend.head("p")
         await backend.list_page("")
         await backend.copy("p", "q")
-        await backend.delete_many(["p", "q"])
-        assert len(seen) == 7  # put, get, head, list, head+copy, delete
+        await backend.copy_listed((await backend.list_page("p")).objects[0], "r")
+        await backend.delete_many(["p", "q", "r"])
+        assert len(seen) == 9  # put, get, head, list, head+copy, list, copy, delete
         assert all(payer == "requester" for _, payer in seen), seen
 
 
@@ -238,3 +240,26 @@ async def test_metadata_changes_keep_the_etag(backend: S3Backend) -> None:
     head = await backend.head("e")
     assert changed.etag == head.etag == first.etag
     assert head.metadata["mode"] == "33261"
+
+
+async def test_a_tree_move_costs_one_copy_per_object_and_one_bulk_delete(
+        backend: S3Backend) -> None:
+    for i in range(4):
+        await backend.put(f"t/f{i}", f"file {i}".encode(), {"mode": "33261"},
+                          content_type="text/x-test")
+    listed = [o async for page in backend.list("t/", delimiter="") for o in page.objects]
+    sent: list[str] = []
+
+    def watch(request: Any, **_: Any) -> None:
+        sent.append(request.method)
+
+    (await backend.client()).meta.events.register("before-send.s3", watch)
+    for obj in listed:
+        await backend.copy_listed(obj, "u/" + obj.key[2:])
+    await backend.delete_listed(listed)
+    assert sent == ["PUT"] * 4 + ["POST"]  # CopyObject each, then one DeleteObjects
+    assert (await backend.list_page("t/")).objects == []
+    for i in range(4):
+        head = await backend.head(f"u/f{i}")
+        assert (head.metadata["mode"], head.content_type) == ("33261", "text/x-test")
+        assert await backend.get_range(f"u/f{i}", 0, 10) == f"file {i}".encode()

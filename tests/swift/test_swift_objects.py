@@ -114,19 +114,22 @@ def put_slo(sdk: Any, container: str, name: str, segments: list[bytes]) -> None:
                    headers={"X-Object-Meta-Mtime": "1600000000"})
 
 
+def put_dlo(sdk: Any, container: str, name: str, segment_prefix: str,
+            segments: list[bytes]) -> None:
+    """A DLO as ``swift upload --use-dlo`` makes it: segments, then a zero-byte manifest."""
+    sdk.put_container(f"{container}_segments")
+    for i, seg in enumerate(segments):
+        sdk.put_object(f"{container}_segments", f"{segment_prefix}{i:08d}", seg)
+    sdk.put_object(container, name, b"",
+                   headers={"X-Object-Manifest": f"{container}_segments/{segment_prefix}"})
+
+
 async def test_slo_and_dlo_of_other_tools_read_as_one_file(swift: SwiftBackend, sdk: Any,
                                                            container: str) -> None:
     segs = [os.urandom(MiB), os.urandom(MiB), b"tail"]
     whole = b"".join(segs)
     await in_thread(put_slo, sdk, container, "big/slo.bin", segs)
-
-    def put_dlo() -> None:
-        for i in range(3):
-            sdk.put_object(f"{container}_segments", f"dlo/{i:08d}", f"<{i}>".encode())
-        sdk.put_object(container, "big/dlo.bin", b"",
-                       headers={"X-Object-Manifest": f"{container}_segments/dlo/"})
-
-    await in_thread(put_dlo)
+    await in_thread(put_dlo, sdk, container, "big/dlo.bin", "dlo/", [b"<0>", b"<1>", b"<2>"])
     head = await swift.head("big/slo.bin")
     assert head.size == len(whole) and head.metadata == {"mtime": "1600000000"}
     assert "md5" not in head.checksums  # an SLO's ETag is no MD5 of its bytes
@@ -181,15 +184,7 @@ async def test_aborted_upload_and_deleted_dlo_leave_no_segments(swift: SwiftBack
     await upload.write_part(2, b"z")
     await upload.abort()
     assert await in_thread(segment_names, sdk, container) == []
-
-    def put_dlo() -> None:
-        sdk.put_container(f"{container}_segments")
-        for i in range(2):
-            sdk.put_object(f"{container}_segments", f"d/{i:08d}", b"ab")
-        sdk.put_object(container, "dlo", b"",
-                       headers={"X-Object-Manifest": f"{container}_segments/d/"})
-
-    await in_thread(put_dlo)
+    await in_thread(put_dlo, sdk, container, "dlo", "d/", [b"ab", b"ab"])
     await swift.delete("dlo")
     assert await in_thread(segment_names, sdk, container) == []
 
@@ -283,3 +278,40 @@ async def test_swift_service_segmented_upload_reads_back(swift: SwiftBackend,
     await in_thread(upload)
     assert (await swift.head("svc.bin")).size == len(data)
     assert await swift.get_range("svc.bin", 2 * MiB - 3, 3 * MiB + 7) == data[2 * MiB - 3:]
+
+
+async def test_a_tree_move_costs_plain_objects_one_copy_and_one_delete(
+        swift: SwiftBackend, sdk: Any, container: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory rename copies what a listing found, then deletes it: plain objects go
+    with one COPY and one DELETE each; large ones still take their segments along."""
+    from swiftclient import client as sc
+
+    for i in range(5):
+        await swift.put(f"t/f{i}", f"plain {i}".encode(), {"mode": "33188"})
+    segs = [os.urandom(MiB), b"rest"]
+    await in_thread(put_slo, sdk, container, "t/slo", segs)
+    await in_thread(put_dlo, sdk, container, "t/dlo", "dl/", [b"<0>", b"<1>"])
+    listed = [o async for page in swift.list("t/", delimiter="") for o in page.objects]
+    calls: list[tuple[str, str]] = []
+    for method in ("head_object", "copy_object", "delete_object", "put_object"):
+        real = getattr(sc.Connection, method)
+
+        def spy(self: Any, c: str, name: str, *a: Any, _m: str = method, _r: Any = real,
+                **kw: Any) -> Any:
+            calls.append((_m, name))
+            return _r(self, c, name, *a, **kw)
+
+        monkeypatch.setattr(sc.Connection, method, spy)
+    for obj in listed:
+        await swift.copy_listed(obj, "u/" + obj.key[2:])
+    await swift.delete_listed(listed)
+    for i in range(5):
+        assert sorted(m for m, n in calls if n == f"t/f{i}") == ["copy_object", "delete_object"]
+        assert await swift.get_range(f"u/f{i}", 0, 100) == f"plain {i}".encode()
+        assert (await swift.head(f"u/f{i}")).metadata == {"mode": "33188"}
+    assert await swift.get_range("u/slo", 0, 2 * MiB) == b"".join(segs)
+    assert await swift.get_range("u/dlo", 0, 100) == b"<0><1>"
+    assert [o async for page in swift.list("t/", delimiter="") for o in page.objects] == []
+    # the old SLO's and DLO's segments went with them; the copy's segments stay
+    left = await in_thread(segment_names, sdk, container)
+    assert left and all(s.startswith("u/slo/") for s in left)
