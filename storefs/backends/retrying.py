@@ -11,7 +11,8 @@ context manager setting a context variable that trio tasks inherit.
 
 Operations are retried only where a repeat is harmless: every interface method is
 idempotent or conditional, except that a conditional write whose first attempt did land
-may be reported as a conflict on retry; write-back resolves that by comparing checksums.
+may be reported as a conflict on retry; write-back resolves that by comparing the store's
+MD5 with the local bytes (``WriteBack._landed``).
 """
 
 from __future__ import annotations

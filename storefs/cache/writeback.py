@@ -24,7 +24,10 @@ before ``WriteBack._slots``; streaming tasks take only the slots.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -56,6 +59,24 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS = (1.0, 5.0, 15.0, 60.0, 300.0)
 #: times one upload at close is sent from the start when its stream breaks part-way
 STREAM_ATTEMPTS = 3
+#: a refused conditional upload is compared with what the store holds (by MD5) for files
+#: up to this size: the local bytes are hashed again, which for bigger files costs more
+#: than a conflict copy saves
+LANDED_CHECK_MAX = 256 * 1024 * 1024
+_HASH_READ = 1024 * 1024
+
+
+def md5_digest(value: str | None) -> bytes | None:
+    """A store's MD5 as bytes, from the hex (S3, Swift, mem) or base64 (GCS, Manta) the
+    backend reports; None when there is none or it is no MD5."""
+    if not value:
+        return None
+    try:
+        raw = bytes.fromhex(value) if len(value) == 32 else base64.b64decode(value,
+                                                                             validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    return raw if len(raw) == 16 else None
 
 
 @dataclass
@@ -299,8 +320,11 @@ class WriteBack:
         try:
             meta = await self._send(df, df.key, df.expect, durable=durable)
         except (PreconditionFailed, AlreadyExists) as exc:
-            self.conflicts += 1
-            raise await self._conflict(df, exc) from exc
+            landed = await self._landed(df)
+            if landed is None:
+                self.conflicts += 1
+                raise await self._conflict(df, exc) from exc
+            meta = landed
         except StorefsError as exc:
             self.failures += 1
             df.last_error = exc
@@ -423,6 +447,37 @@ class WriteBack:
                 data = await df.read(start, end)
                 await upload.write_part(n, data)
         st.done[n] = end - start
+
+    async def _landed(self, df: DirtyFile) -> ObjectMeta | None:
+        """What the store holds at ``df.key`` when it is exactly this version (same size,
+        MD5 and metadata), else None.  A refused conditional upload is then no conflict:
+        an earlier attempt landed and its reply was lost (the retry found the name
+        taken), or a crash came after the upload and before the journal said so."""
+        if df.size > LANDED_CHECK_MAX:
+            return None
+        try:
+            head = await self.backend.head(df.key)
+            theirs = md5_digest(head.checksums.get("md5"))
+            if theirs is None or head.size != df.size or head.is_dir:
+                return None
+            if head.metadata_complete and any(head.metadata.get(k) != v
+                                              for k, v in df.metadata.items()):
+                return None
+            digest = hashlib.md5(usedforsecurity=False)
+            pos = 0
+            while pos < df.size:
+                chunk = await df.read(pos, min(pos + _HASH_READ, df.size))
+                if not chunk:
+                    return None
+                digest.update(chunk)
+                pos += len(chunk)
+        except StorefsError:
+            return None  # cannot tell: a conflict, as without the check
+        if digest.digest() != theirs:
+            return None
+        log.info("%s: the store already holds this version (an earlier attempt landed)",
+                 df.key)
+        return head
 
     async def _conflict(self, df: DirtyFile, exc: StorefsError) -> StorefsError:
         """Save the local version beside the one another client wrote; return the error

@@ -7,16 +7,18 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
+from storefs.backends.base import ObjectMeta
 from storefs.backends.mem import MemBackend
-from storefs.backends.retrying import RetryingBackend
+from storefs.backends.retrying import RetryingBackend, RetryPolicy
 from storefs.cache.chunks import ChunkCache
 from storefs.cache.fetch import Fetcher
 from storefs.cache.writeback import WriteBack
-from storefs.errors import NotEmpty, PreconditionFailed
+from storefs.errors import NotEmpty, PreconditionFailed, TransientError
 from storefs.fs.filesystem import Filesystem, FsOptions
 from storefs.fs.inodes import ROOT_INO
 from storefs.fs.posix_meta import Defaults
@@ -25,17 +27,22 @@ MiB = 1024 * 1024
 _n = iter(range(10**6))
 
 
-@pytest.fixture
-async def fs(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Filesystem]:
-    name = f"core{next(_n)}"
-    backend = RetryingBackend(MemBackend(name, "", page_size=5))
-    chunks = ChunkCache(tmp_path / "chunks", 64 * MiB)
-    fetcher = Fetcher(backend, chunks, MiB, 4)
+async def start_fs(backend: RetryingBackend, tmp_path: Path,
+                   nursery: trio.Nursery) -> Filesystem:
+    fetcher = Fetcher(backend, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
     wb = WriteBack(backend, fetcher, tmp_path / "dirty", parallel=2)
     fetcher.start(nursery)
     wb.start(nursery)
     filesystem = Filesystem(backend, FsOptions(Defaults(0, 0)), fetcher, wb)
     await filesystem.start()
+    return filesystem
+
+
+@pytest.fixture
+async def fs(tmp_path: Path, nursery: trio.Nursery) -> AsyncIterator[Filesystem]:
+    name = f"core{next(_n)}"
+    filesystem = await start_fs(RetryingBackend(MemBackend(name, "", page_size=5)),
+                                tmp_path, nursery)
     filesystem.store_name = name  # type: ignore[attr-defined]
     yield filesystem
     # invariants: every handle closed, nothing left pending, only referenced inodes kept
@@ -143,6 +150,61 @@ async def test_concurrent_writer_is_detected_and_both_versions_kept(fs: Filesyst
     assert objects["doc"].data == b"theirs"  # not silently overwritten
     conflict = [k for k in objects if k.startswith("doc.storefs-conflict-")]
     assert len(conflict) == 1 and objects[conflict[0]].data == b"ours v2"  # nor lost
+
+
+class LostReplies(MemBackend):
+    """A store whose next PUTs land, but whose replies never arrive (a timeout)."""
+
+    def __init__(self, name: str, lost: int) -> None:
+        super().__init__(name, "")
+        self.lost = lost
+
+    async def put(self, key: str, data: bytes, metadata: Any, **kwargs: Any) -> ObjectMeta:
+        meta = await super().put(key, data, metadata, **kwargs)
+        if self.lost > 0:
+            self.lost -= 1
+            raise TransientError(f"{key}: timed out waiting for the reply")
+        return meta
+
+
+@pytest.mark.parametrize("existing", [False, True])
+async def test_an_upload_whose_reply_was_lost_is_no_conflict(
+        tmp_path: Path, nursery: trio.Nursery, existing: bool) -> None:
+    # the retry of the conditional PUT finds its own first attempt at the name: the close
+    # succeeds and no conflict copy is made (with different bytes there, it would be one)
+    store = LostReplies(f"lost{next(_n)}", 0)
+    fs = await start_fs(RetryingBackend(store, RetryPolicy(base=0.001, cap=0.01)),
+                        tmp_path, nursery)
+    ino = await write_file(fs, "doc", b"version 1")
+    if existing:
+        h, _ = await fs.open(ino, os.O_RDWR)
+        store.lost = 1
+        await fs.write(h.fh, 0, b"VERSION 2")
+        await fs.flush(h.fh)
+        await fs.release(h.fh)
+        want = b"VERSION 2"
+    else:
+        store.lost = 1
+        await write_file(fs, "new", b"fresh bytes")
+        want = b"fresh bytes"
+    name = "doc" if existing else "new"
+    assert store.lost == 0  # the reply was lost once
+    assert sorted(store.store.objects) == sorted({"doc", name})
+    assert store.store.objects[name].data == want
+    assert fs.pending() == [] and fs.writeback.conflicts == 0
+    assert await read_file(fs, ino if existing else fs.inodes.at(name).ino) == want  # type: ignore[union-attr]
+
+
+async def test_the_same_bytes_written_elsewhere_are_still_a_conflict(fs: Filesystem) -> None:
+    # equal bytes but not this mount's metadata (mode, mtime): another client's version
+    ino = await write_file(fs, "doc", b"ours v1")
+    h, _ = await fs.open(ino, os.O_RDWR)
+    await other_client(fs).put("doc", b"ours v2", {})
+    await fs.write(h.fh, 0, b"ours v2")
+    with pytest.raises(PreconditionFailed, match="changed by another client"):
+        await fs.flush(h.fh)
+    await fs.release(h.fh)
+    assert [k for k in other_client(fs).store.objects if "storefs-conflict" in k]
 
 
 async def test_rename_of_a_file_never_uploaded_moves_it_locally(fs: Filesystem) -> None:
