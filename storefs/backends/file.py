@@ -470,27 +470,29 @@ class FileBackend(Backend):
         link_from: str | None = None,
     ) -> ObjectMeta:
         self._count("put")
+        target = self.path(key)
+
+        def link() -> ObjectMeta | None:
+            """The spool becomes the file (no byte written twice); None where it cannot."""
+            assert link_from is not None
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(target).st_ino == os.fstat(fd).st_ino:
+                    # already in place (a crash came before the journal said so)
+                    return self._meta_of(key, target, os.lstat(target))
+            if durable:
+                os.fsync(fd)
+            tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
+            try:
+                os.link(link_from, tmp)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                return None
+            os.chmod(tmp, 0o644)  # the spool was private; the store's file is not
+            return self.commit_tmp(tmp, key, metadata, if_match, if_none_match)
 
         def copy() -> ObjectMeta:
-            target = self.path(key)
             tmp = target.parent / f"{TMP_PREFIX}{secrets.token_hex(8)}"
-            if link_from is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    if os.stat(target).st_ino == os.fstat(fd).st_ino:
-                        # already in place (a crash came before the journal said so)
-                        return self._meta_of(key, target, os.lstat(target))
-                if durable:
-                    os.fsync(fd)
-                try:
-                    # the spool becomes the file: no byte is written twice
-                    os.link(link_from, tmp)
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK,
-                                         errno.ENOTSUP):
-                        raise
-                else:
-                    os.chmod(tmp, 0o644)  # the spool was private; the store's file is not
-                    return self.commit_tmp(tmp, key, metadata, if_match, if_none_match)
             out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 offset = 0
@@ -512,6 +514,19 @@ class FileBackend(Backend):
             os.close(out)
             return self.commit_tmp(tmp, key, metadata, if_match, if_none_match)
 
+        if link_from is not None:
+            if durable:
+                done = await self.run(link, key)  # the fsync may take long
+            else:
+                # a few metadata calls on the filesystem that holds the cache directory
+                # (a hard link works within one only), which the trio thread writes to
+                # anyway: cheaper than a hop to a worker thread and back
+                try:
+                    done = link()
+                except OSError as exc:
+                    raise translate(exc, key) from exc
+            if done is not None:
+                return done
         return await self.run(copy, key)
 
     def _put_symlink(self, key: str, target: Path, data: bytes, metadata: Metadata,
