@@ -125,6 +125,8 @@ class DirtyFile:
         self.uploading = False
         self._log_seq = 0
         self._log_fd = -1
+        #: an upload the journal does not show yet (``uploaded(record=False)``)
+        self._unrecorded = False
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.fd = os.open(directory / DATA, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         if journal:
@@ -168,6 +170,7 @@ class DirtyFile:
         self.uploading = False
         self._log_seq = state["log"]
         self._log_fd = -1
+        self._unrecorded = False
         self.fd = os.open(directory / DATA, os.O_RDWR | os.O_CLOEXEC)
         log_path = directory / f"log.{self._log_seq}"
         raw = log_path.read_bytes() if log_path.exists() else b""
@@ -192,6 +195,7 @@ class DirtyFile:
         """Write ``state.json`` atomically and start a new, empty log."""
         if not self.journal:
             return
+        self._unrecorded = False
         self._log_seq += 1
         new_log = self.dir / f"log.{self._log_seq}"
         fd = os.open(new_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
@@ -221,6 +225,9 @@ class DirtyFile:
             (self.dir / f"log.{old_seq}").unlink()
 
     def _log(self, op: int, a: int, b: int) -> None:
+        if self._unrecorded:
+            # the change applies to the uploaded version: the journal must say so first
+            self.save_state()
         if self.journal and self._log_fd >= 0:
             _full_write(self._log_fd, _RECORD.pack(op, a, b))
 
@@ -357,8 +364,15 @@ class DirtyFile:
         self.generation += 1
         self.save_state()
 
-    def uploaded(self, generation: int, base: VersionReader, etag: ETag) -> None:
-        """The store now holds generation ``generation`` as version ``etag``."""
+    def uploaded(self, generation: int, base: VersionReader, etag: ETag, *,
+                 record: bool = True) -> None:
+        """The store now holds generation ``generation`` as version ``etag``.
+
+        ``record`` False leaves the journal saying the upload is pending until the next
+        change or ``discard`` (a close discards the file right after its flush uploaded
+        it: the state would be written only to be removed).  A crash in between makes
+        the next mount send the same version again, which write-back recognises in the
+        store (same size, MD5 and metadata) or, on file://, as the same inode."""
         if self.base is not None and self.base is not base:
             self.base.close()
         self.base = base
@@ -370,7 +384,10 @@ class DirtyFile:
             self.modified.clear()
         self.last_error = None
         self.attempts = 0
-        self.save_state()
+        if record:
+            self.save_state()
+        else:
+            self._unrecorded = True
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -337,7 +337,10 @@ class WriteBack:
             raise
         finally:
             df.uploading = False
-        df.uploaded(generation, self.base_reader(df.key, meta), meta.etag)
+        # a flush's upload of a file that did not change meanwhile is recorded lazily:
+        # the close that follows discards the journal anyway
+        df.uploaded(generation, self.base_reader(df.key, meta), meta.etag,
+                    record=durable or generation != df.generation)
         self.uploads += 1
         self.uploaded_bytes += meta.size
         if df.clean:

@@ -20,6 +20,7 @@ from storefs.cache.writeback import WriteBack
 from storefs.fs.filesystem import AttrChanges, Filesystem, FsOptions
 from storefs.fs.inodes import ROOT_INO
 from storefs.fs.posix_meta import Defaults
+from tests.fs._util import all_uploaded
 
 MiB = 1024 * 1024
 PARALLEL = 3
@@ -71,25 +72,6 @@ async def write_and_close(fs: Filesystem, name: str, data: bytes) -> int:
     await fs.flush(h.fh)
     await fs.release(h.fh)
     return inode.ino
-
-
-async def all_uploaded(fs: Filesystem) -> None:
-    """Until write-back has nothing pending: woken by every finished upload, bounded."""
-    inner = fs.writeback.on_uploaded
-    changed = trio.Event()
-
-    def hook(df: Any, meta: ObjectMeta) -> None:
-        inner(df, meta)
-        changed.set()
-
-    fs.writeback.on_uploaded = hook
-    try:
-        with trio.fail_after(20):
-            while fs.pending():
-                await changed.wait()
-                changed = trio.Event()
-    finally:
-        fs.writeback.on_uploaded = inner
 
 
 async def test_close_returns_before_the_store_has_the_file(

@@ -22,6 +22,7 @@ from storefs.errors import NotEmpty, PreconditionFailed, TransientError
 from storefs.fs.filesystem import Filesystem, FsOptions
 from storefs.fs.inodes import ROOT_INO
 from storefs.fs.posix_meta import Defaults
+from tests.fs._util import all_uploaded
 
 MiB = 1024 * 1024
 _n = iter(range(10**6))
@@ -193,6 +194,28 @@ async def test_an_upload_whose_reply_was_lost_is_no_conflict(
     assert store.store.objects[name].data == want
     assert fs.pending() == [] and fs.writeback.conflicts == 0
     assert await read_file(fs, ino if existing else fs.inodes.at(name).ino) == want  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("changed_after", [False, True])
+async def test_a_crash_after_a_close_uploaded_leaves_no_conflict(
+        tmp_path: Path, nursery: trio.Nursery, changed_after: bool) -> None:
+    """kill -9 right after a flush uploaded a file, before its handle was released (or
+    after a later write): the next mount finishes what is pending, without a conflict."""
+    name = f"crash{next(_n)}"
+    first = await start_fs(RetryingBackend(MemBackend(name, "")), tmp_path, nursery)
+    h, _ = await first.create(ROOT_INO, "doc", 0o644, os.O_RDWR | os.O_CREAT, 0, 0)
+    await first.write(h.fh, 0, b"version 1")
+    await first.flush(h.fh)
+    want = b"version 1"
+    if changed_after:
+        await first.write(h.fh, 0, b"VERSION")
+        want = b"VERSION 1"
+    # the crash: the first mount is gone without a release; the next starts on its cache
+    second = await start_fs(RetryingBackend(MemBackend(name, "")), tmp_path, nursery)
+    await all_uploaded(second)
+    objects = MemBackend(name, "").store.objects
+    assert sorted(objects) == ["doc"] and objects["doc"].data == want
+    assert second.writeback.conflicts == 0
 
 
 async def test_the_same_bytes_written_elsewhere_are_still_a_conflict(fs: Filesystem) -> None:
