@@ -370,6 +370,11 @@ class Backend(abc.ABC):
         reads can go straight to it; None elsewhere."""
         return None
 
+    async def sync(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Make what ``key`` holds durable (fsync) where a write can be visible before it
+        is on disk (``capabilities.local`` stores, written with ``durable=False``);
+        remote stores have nothing to do: their answer to a write means durable."""
+
     async def statfs(self) -> StoreUsage | None:
         """Space used and available, where the store can tell (file://); None otherwise."""
         return None

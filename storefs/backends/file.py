@@ -6,13 +6,15 @@ other tool.  POSIX metadata that the backing file cannot carry itself (mode, own
 of the mounted view) lives in one extended attribute, ``user.storefs.meta`` (JSON of the
 user metadata), which other tools never trip over; the store's mtime is the backing file's.
 
-Writes are atomic: data goes to a hidden temporary file in the same directory, is
-fsync'ed, then renamed over the target, so a crash never leaves a half-written object and
-``put`` returning means durable.  Temporary names start with ``.storefs-tmp-`` and are
-hidden from listings.
+Writes are atomic: data goes to a hidden temporary file in the same directory (or the
+spool is hard-linked there), then renamed over the target, so a crash never leaves a
+half-written object.  ``put`` returning means durable; ``put_file`` with
+``durable=False`` (a close) means visible, and ``sync`` makes it durable later (fsync).
+Temporary names start with ``.storefs-tmp-`` and are hidden from listings.
 
-All file system calls run in worker threads (``trio.to_thread``) under a limiter, so a
-slow disk never blocks the trio loop.
+File system calls run in worker threads (``trio.to_thread``) under a limiter, so a slow
+disk never blocks the trio loop; the one exception is a close's hard link of the spool,
+a few metadata calls on the filesystem of the cache directory (see ``put_file``).
 """
 
 from __future__ import annotations
@@ -528,6 +530,19 @@ class FileBackend(Backend):
             if done is not None:
                 return done
         return await self.run(copy, key)
+
+    async def sync(self, key: str) -> None:
+        self._count("sync")
+
+        def call() -> None:
+            fd = os.open(self.path(key), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+        with contextlib.suppress(NotFound):  # removed meanwhile: nothing to keep
+            await self.run(call, key)
 
     def _put_symlink(self, key: str, target: Path, data: bytes, metadata: Metadata,
                      if_none_match: bool) -> ObjectMeta:

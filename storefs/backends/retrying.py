@@ -297,3 +297,6 @@ class RetryingBackend(Backend):
 
     async def statfs(self) -> StoreUsage | None:
         return await self._r.call("statfs", self.inner.statfs)
+
+    async def sync(self, key: str) -> None:
+        await self._r.call(f"sync {key}", lambda: self.inner.sync(key))

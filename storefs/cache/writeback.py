@@ -559,7 +559,9 @@ class WriteBack:
                 return
             try:
                 with retry_deadline(BACKGROUND_DEADLINE):
-                    await self.upload(df)
+                    # visible is what a released file needs, as at a close; an fsync
+                    # later makes it durable (Filesystem.fsync)
+                    await self.upload(df, durable=False)
             except PreconditionFailed as exc:
                 log.error("%s", exc)
                 self.background.pop(df.id, None)

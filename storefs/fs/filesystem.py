@@ -651,15 +651,18 @@ class Filesystem:
         inode.dirty = df
         return df
 
-    async def _flush_inode(self, inode: Inode, *, durable: bool = True) -> None:
+    async def _flush_inode(self, inode: Inode, *, durable: bool = True) -> bool:
         """Upload the inode's changes; ``durable``: on the store's disk, not just visible
-        (matters for file://; remote stores are durable when they answer)."""
+        (matters for file://; remote stores are durable when they answer).  Returns
+        whether it uploaded."""
         df = inode.dirty
         if df is None:
-            return
+            return False
         async with df.lock:
-            if not df.clean:
-                await self.writeback.upload(df, durable=durable)
+            if df.clean:
+                return False
+            await self.writeback.upload(df, durable=durable)
+            return True
 
     def _uploaded(self, df: DirtyFile, meta: ObjectMeta) -> None:
         inode = self.inodes.at(df.key)
@@ -1188,7 +1191,12 @@ class Filesystem:
 
     async def fsync(self, fh: int, datasync: bool = False) -> None:
         handle = self.handles.file(fh)
-        await self._flush_inode(handle.inode)
+        inode = handle.inode
+        if not await self._flush_inode(inode) and self.caps.local and inode.path \
+                and not inode.local_only:
+            # uploaded before by a close or in the background, which only make the data
+            # visible (file://): fsync is where it must reach the disk
+            await self.backend.sync(inode.path)
 
     async def release(self, fh: int) -> None:
         handle = self.handles.files.pop(fh, None)

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from storefs.backends.base import ObjectMeta
+from storefs.backends.file import FileBackend
 from storefs.backends.mem import MemBackend
 from storefs.backends.retrying import RetryingBackend, RetryPolicy
 from storefs.cache.chunks import ChunkCache
@@ -216,6 +217,29 @@ async def test_a_crash_after_a_close_uploaded_leaves_no_conflict(
     objects = MemBackend(name, "").store.objects
     assert sorted(objects) == ["doc"] and objects["doc"].data == want
     assert second.writeback.conflicts == 0
+
+
+async def test_fsync_of_a_file_a_close_uploaded_reaches_the_disk_on_file_stores(
+        tmp_path: Path, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a close makes a file:// file visible, not durable; a later fsync (through any
+    # descriptor, even a new one) must still fsync the store's file
+    store = tmp_path / "store"
+    store.mkdir()
+    fs = await start_fs(RetryingBackend(FileBackend(store)), tmp_path, nursery)
+    ino = await write_file(fs, "doc", b"closed, then synced")
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    h, _ = await fs.open(ino, os.O_RDONLY)
+    await fs.fsync(h.fh)
+    await fs.release(h.fh)
+    assert synced == [str(store / "doc")]
+    assert (store / "doc").read_bytes() == b"closed, then synced"
 
 
 async def test_the_same_bytes_written_elsewhere_are_still_a_conflict(fs: Filesystem) -> None:
