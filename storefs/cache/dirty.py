@@ -197,9 +197,10 @@ class DirtyFile:
             return
         self._unrecorded = False
         self._log_seq += 1
-        new_log = self.dir / f"log.{self._log_seq}"
-        fd = os.open(new_log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
-                     0o600)
+        # plain strings and os calls: this runs for every file a close uploads
+        d = str(self.dir)
+        fd = os.open(f"{d}/log.{self._log_seq}",
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
         state = {
             "version": 1,
             "key": self.key,
@@ -214,15 +215,20 @@ class DirtyFile:
             "pending": not self.clean,
             "saved": time.time(),
         }
-        tmp = self.dir / (STATE + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.dir / STATE)
+        tmp = f"{d}/{STATE}.tmp"
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            _full_write(out, json.dumps(state).encode())
+        finally:
+            os.close(out)
+        os.replace(tmp, f"{d}/{STATE}")
         old_fd, old_seq = self._log_fd, self._log_seq - 1
         self._log_fd = fd
         if old_fd >= 0:
             os.close(old_fd)
-        with contextlib.suppress(FileNotFoundError):
-            (self.dir / f"log.{old_seq}").unlink()
+        if old_seq > 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{d}/log.{old_seq}")
 
     def _log(self, op: int, a: int, b: int) -> None:
         if self._unrecorded:
@@ -435,7 +441,17 @@ class DirtyFile:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self.fd = self._log_fd = -1
-        shutil.rmtree(self.dir, ignore_errors=True)
+        # the names it holds are known: four calls, where rmtree lists the directory first
+        d = str(self.dir)
+        for name in (DATA, STATE, f"log.{self._log_seq}"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{d}/{name}")
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            shutil.rmtree(d, ignore_errors=True)  # something else in it (a torn save)
 
     def describe(self) -> dict[str, Any]:
         return {"key": self.key, "size": self.size, "pending": not self.clean,

@@ -53,3 +53,21 @@ def test_uploaded_and_unchanged_files_are_not_uploaded_again(tmp_path: Path) -> 
     df.uploaded(df.generation, LocalVersion(str(tmp_path / "uploaded"), 1), "etag1")  # type: ignore[arg-type]
     assert df.clean
     assert DirtyFile.recover(df.dir).clean
+
+
+def test_discard_leaves_nothing_behind(tmp_path: Path) -> None:
+    # every file a close uploads is discarded: a leftover would pile up in the cache and
+    # come back as a pending upload after the next crash
+    for saves in (0, 3):
+        df = DirtyFile.create(tmp_path, f"k{saves}", 0, base=None, base_etag=None,
+                              expect=Expect(), metadata={}, content_type=None)
+        df.write(0, b"x")
+        for i in range(saves):
+            df.set_metadata({"mode": str(i)})  # each save starts a new log
+        df.discard()
+    # a torn save's temporary file (a crash mid-save, then recovery) goes too
+    df = DirtyFile.create(tmp_path, "torn", 0, base=None, base_etag=None, expect=Expect(),
+                          metadata={}, content_type=None)
+    (df.dir / "state.json.tmp").write_text("{")
+    df.discard()
+    assert list(tmp_path.iterdir()) == []
