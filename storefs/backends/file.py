@@ -241,7 +241,7 @@ class FileBackend(Backend):
     def _etag(st: os.stat_result) -> ETag:
         return ETag(f"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}")
 
-    def _read_meta(self, p: Path, st: os.stat_result) -> dict[str, str]:
+    def _read_meta(self, p: str | Path, st: os.stat_result) -> dict[str, str]:
         if stat.S_ISLNK(st.st_mode):
             # symlinks carry no user xattrs on Linux; their attributes are their own
             return {"mode": str(stat.S_IFLNK | 0o777), "uid": str(st.st_uid),
@@ -255,7 +255,7 @@ class FileBackend(Backend):
         meta: dict[str, str] = json.loads(raw)
         return meta
 
-    def _meta_of(self, key: str, p: Path, st: os.stat_result) -> ObjectMeta:
+    def _meta_of(self, key: str, p: str | Path, st: os.stat_result) -> ObjectMeta:
         is_dir = stat.S_ISDIR(st.st_mode)
         if is_dir and key and not key.endswith("/"):
             key += "/"
@@ -384,8 +384,10 @@ class FileBackend(Backend):
                 start = bisect.bisect_right(keys, token) if token is not None else 0
                 chunk_keys = keys[start:start + limit]
                 objects = []
+                # string paths: pathlib costs more than the lstat and getxattr per entry
+                root = f"{self.root}/"
                 for k in chunk_keys:
-                    p = self.path(k)
+                    p = root + k.rstrip("/")
                     try:
                         objects.append(self._meta_of(k, p, os.lstat(p)))
                     except FileNotFoundError:
@@ -398,7 +400,8 @@ class FileBackend(Backend):
                 while start < len(entries) and entries[start][0] <= token:
                     start += 1
             chunk = entries[start:start + limit]
-            objects = [self._meta_of(k, self.path(k), st) for k, st in chunk]
+            root = f"{self.root}/"
+            objects = [self._meta_of(k, root + k.rstrip("/"), st) for k, st in chunk]
             objects = [o for o in objects if not o.is_dir]
             more = start + limit < len(entries)
             return ListPage(objects, [], chunk[-1][0] if more and chunk else None)
