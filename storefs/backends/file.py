@@ -193,6 +193,10 @@ class FileUpload(Upload):
         await self.backend.run(self._cleanup, self.key)
 
 
+#: directory scans kept for the next pages of paged listings
+_KEPT_SCANS = 16
+
+
 class FileBackend(Backend):
     def __init__(self, root: Path, page_size: int = 1000) -> None:
         self.root = root
@@ -216,6 +220,11 @@ class FileBackend(Backend):
             max_metadata_size=3072,
             metadata_style="s3fs",
         )
+        #: directory -> ((inode, mtime), its sorted keys): the scan a paged listing's
+        #: next pages reuse while the directory is unchanged (else every page of a
+        #: 10,000-entry listing would scan and sort all 10,000 names again)
+        self._scans: dict[str, tuple[tuple[int, int], list[str]]] = {}
+        self._scans_lock = threading.Lock()  # listings run in several worker threads
 
     def describe(self) -> str:
         return f"file://{self.root}"
@@ -366,21 +375,38 @@ class FileBackend(Backend):
                     out.append((key, st))
             return out
 
-        def names(rel: str) -> list[str]:
+        def names(rel: str, continuing: bool) -> list[str]:
             # keys of one directory without a stat each (d_type says which are dirs),
-            # sorted as a flat store lists them; only the page's entries are stat'ed
+            # sorted as a flat store lists them; only the page's entries are stat'ed.  A
+            # listing's first page always scans (so a new listing sees every change);
+            # its next pages reuse that scan unless the directory changed since, which at
+            # worst (a change within the filesystem's timestamp granularity) misses an
+            # entry made while the listing ran, as a paged listing of any store may
+            path = self.path(rel)
             try:
-                with os.scandir(self.path(rel)) as it:
+                st = os.stat(path)
+                version = (st.st_ino, st.st_mtime_ns)
+                with self._scans_lock:
+                    kept = self._scans.get(rel)
+                if continuing and kept is not None and kept[0] == version:
+                    return kept[1]
+                with os.scandir(path) as it:
                     keys = [rel + e.name + ("/" if e.is_dir(follow_symlinks=False) else "")
                             for e in it if not e.name.startswith(TMP_PREFIX)]
             except (FileNotFoundError, NotADirectoryError):
                 return []
             keys.sort()
+            if len(keys) > limit:  # more pages will follow
+                with self._scans_lock:
+                    self._scans.pop(rel, None)
+                    self._scans[rel] = (version, keys)
+                    while len(self._scans) > _KEPT_SCANS:
+                        self._scans.pop(next(iter(self._scans)))
             return keys
 
         def page() -> ListPage:
             if delimiter:
-                keys = names(prefix)
+                keys = names(prefix, token is not None)
                 start = bisect.bisect_right(keys, token) if token is not None else 0
                 chunk_keys = keys[start:start + limit]
                 objects = []
