@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -149,6 +150,23 @@ def read_only_store(request: MountRequest, backend: Backend) -> None:
     too, so `mount` shows ro and tools see EROFS before asking."""
     if backend.capabilities.read_only:
         request.options.read_only = True
+
+
+#: glibc's mallopt parameter for the number of malloc arenas
+_M_ARENA_MAX = -8
+#: arenas for the daemon: glibc makes up to 8 per core, one per thread that contends,
+#: and each keeps freed part buffers of its own (measured on S3: peak RSS 188 -> 145 MiB
+#: with 2, at the same speed)
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Cap glibc's malloc arenas before worker threads start (a no-op on other libcs)."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return  # the user's choice wins
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
 
 
 def _raise_nofile_limit() -> None:
