@@ -472,7 +472,8 @@ class WriteBack:
                 chunk = await df.read(pos, min(pos + _HASH_READ, df.size))
                 if not chunk:
                     return None
-                digest.update(chunk)
+                # off the trio thread: hundreds of MiB would stall every FUSE request
+                await trio.to_thread.run_sync(digest.update, chunk)
                 pos += len(chunk)
         except StorefsError:
             return None  # cannot tell: a conflict, as without the check
