@@ -110,6 +110,9 @@ class Capabilities:
     list_page_size: int = 1000
     #: which metadata convention this store writes (see storefs.fs.posix_meta)
     metadata_style: str = "s3fs"
+    #: top-level directories are containers (Swift's ``swift:`` account mode): made and
+    #: removed by ``make_dir``/``remove_dir``, and they must exist before objects go in
+    containers: bool = False
 
 
 @dataclass(frozen=True)

@@ -193,8 +193,9 @@ _HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 _CONTAINER_META = "x-container-meta-"
 
 
-def _capabilities(max_key_length: int) -> Capabilities:
+def _capabilities(max_key_length: int, account_mode: bool) -> Capabilities:
     return Capabilities(
+        containers=account_mode,
         name="swift",
         real_directories=False,
         server_side_copy=True,
@@ -414,7 +415,7 @@ class SwiftBackend(Backend):
         room = 1024 - len(self.prefix.encode())
         if self.account_mode:
             room = 256 + 1 + 1024  # container name, "/", object name
-        self.capabilities = _capabilities(room)
+        self.capabilities = _capabilities(room, self.account_mode)
         self._limiter = trio.CapacityLimiter(connections)
         self._local = threading.local()
         self._lock = threading.Lock()

@@ -261,7 +261,10 @@ class Filesystem:
         ``listed``: ``meta`` comes from a directory listing; ``decoded``: ``meta`` decoded
         already."""
         old = inode.meta.etag if inode.meta is not None else None
-        if inode.meta is meta or (not meta.metadata_complete and inode.complete and (
+        # (``checked``: the store said something of this inode before; a new inode has
+        # nothing to keep, and a bare prefix alone must leave it incomplete)
+        if inode.meta is meta or (not meta.metadata_complete and inode.complete
+                                  and inode.checked and (
                 (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir))):
             # the same entry again, or a listing without metadata, which says nothing new
             # about this version (nor does a bare prefix about a directory): keep what a
@@ -330,6 +333,13 @@ class Filesystem:
         if self.caps.real_directories:
             try:
                 return await self.backend.head(path)
+            except NotFound:
+                return None
+        if self.caps.containers and "/" not in path:
+            # a top-level name is a container or nothing, and an empty container lists
+            # as nothing: ask for the container itself
+            try:
+                return await self.backend.head(path + "/")
             except NotFound:
                 return None
         found: dict[str, Any] = {}
@@ -984,7 +994,16 @@ class Filesystem:
         else:
             if dst is not None and not dst.implicit:
                 await self.backend.delete(dst_path + "/")
-            await self._move_flat_tree(src_path, dst_path)
+            # ``swift:``: a top-level directory is a container, not a marker object
+            src_top = self.caps.containers and "/" not in src_path
+            dst_top = self.caps.containers and "/" not in dst_path
+            if (dst_top and dst is None) or (src_top and not dst_top):
+                # a new container must exist before objects go in; a container moved
+                # below one has no marker to copy, and an empty one would vanish
+                await self.backend.make_dir(dst_path + "/", self._metadata(src))
+            await self._move_flat_tree(src_path, dst_path, copy_marker=not dst_top)
+            if src_top:
+                await self.backend.remove_dir(src_path + "/")  # the emptied container
         if dst is not None:
             self.inodes.detach(dst)
         self.inodes.move(src_path, dst_path)
@@ -997,11 +1016,12 @@ class Filesystem:
             if inode.dirty is not None and inode.dirty.clean:
                 inode.dirty.key = inode.path or ""
 
-    async def _move_flat_tree(self, src: str, dst: str) -> None:
-        """Server-side copy of every key below ``src/`` to ``dst/``, then delete them: a
-        failure before the deletes leaves every source in place.  The destination holds
-        nothing (the caller checked it is absent or empty), and the listing tells the store
-        what it needs about each source, so each object costs a copy and a delete."""
+    async def _move_flat_tree(self, src: str, dst: str, *, copy_marker: bool = True) -> None:
+        """Server-side copy of every key below ``src/`` to ``dst/`` (the marker ``src/``
+        itself only if ``copy_marker``), then delete them: a failure before the deletes
+        leaves every source in place.  The destination holds nothing (the caller checked
+        it is absent or empty), and the listing tells the store what it needs about each
+        source, so each object costs a copy and a delete."""
         listed: list[ObjectMeta] = []
         async for page in self.backend.list(src + "/", delimiter=""):
             listed += page.objects
@@ -1013,7 +1033,8 @@ class Filesystem:
 
         async with trio.open_nursery() as nursery:
             for obj in listed:
-                nursery.start_soon(move, obj)
+                if copy_marker or obj.key != src + "/":
+                    nursery.start_soon(move, obj)
         await self.backend.delete_listed(listed)
 
     async def _move_real_tree(self, src: str, dst: str) -> None:
@@ -1259,6 +1280,7 @@ class Filesystem:
         page = await self.backend.list_page(prefix, token=handle.token)
         self._count("list")
         incomplete: list[str] = []
+        bare_dirs: list[str] = []
         for name, child in self._page_entries(handle.path, page):
             handle.add(name, child)
             obj = child.meta
@@ -1268,7 +1290,10 @@ class Filesystem:
                 self.cache.put(path, obj)
                 if not obj.metadata_complete and not obj.is_dir:
                     incomplete.append(path)
+            elif child.is_dir:
+                bare_dirs.append(_join(handle.path, name))
         self._prefetch_attrs(incomplete, page.objects)
+        self._prefetch_dirs(bare_dirs)
         handle.token = page.next_token
         if handle.token is None:
             handle.done = True
@@ -1312,6 +1337,32 @@ class Filesystem:
                     continue
             self._nursery.start_soon(self._prefetch_one, path, by_key[path].etag)
 
+    def _prefetch_dirs(self, paths: list[str]) -> None:
+        """A listing names subdirectories by prefix only, which says nothing of their
+        markers' attributes: look them up in parallel before ``ls -l`` asks, one by one."""
+        if self._nursery is None:
+            return
+        for path in paths:
+            inode = self.inodes.at(path)
+            if inode is not None and ((inode.complete and inode.checked) or inode.local_only):
+                continue  # known from the store already (or only local so far)
+            self._nursery.start_soon(self._prefetch_dir, path)
+
+    async def _prefetch_dir(self, path: str) -> None:
+        async with self._prefetch_limiter:
+            inode = self.inodes.at(path)
+            if inode is not None and inode.complete and inode.checked:
+                return  # a foreground lookup came first
+            try:
+                meta = await self._stat(path)  # shared with a getattr asking meanwhile
+            except StorefsError as exc:
+                log.debug("attribute prefetch of %s/ failed: %s", path, exc)
+                return
+        inode = self.inodes.at(path)
+        if meta is not None and meta.is_dir and inode is not None and inode.attr.is_dir \
+                and inode.dirty is None and not inode.local_only:
+            self._apply_meta(inode, meta)
+
     async def _prefetch_one(self, path: str, etag: ETag | None) -> None:
         async with self._prefetch_limiter:
             # queued behind others: a foreground lookup may have fetched it meanwhile
@@ -1354,6 +1405,9 @@ class Filesystem:
             if child.is_dir:
                 if inode is not None and inode.attr.is_dir:
                     return inode
+                known = self.cache.get(path)  # e.g. from the directory prefetch
+                if known is not None and known.is_dir and known.metadata_complete:
+                    return self._inode_from_meta(path, known)
                 # a bare prefix: the marker (if any) may hold attributes; look when asked
                 return self._inode_from_meta(path, self._implicit_dir_meta(path, known=False))
             return inode  # a pending local file that went away meanwhile

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import trio
 
 from storefs.backends.base import ObjectMeta
-from storefs.fs.filesystem import Filesystem
+from storefs.backends.retrying import RetryingBackend
+from storefs.cache.chunks import ChunkCache
+from storefs.cache.fetch import Fetcher
+from storefs.cache.writeback import WriteBack
+from storefs.fs.filesystem import Filesystem, FsOptions
+from storefs.fs.posix_meta import Defaults
+
+MiB = 1024 * 1024
+
+
+async def start_fs(backend: RetryingBackend, tmp_path: Path,
+                   nursery: trio.Nursery) -> Filesystem:
+    """The filesystem core over ``backend``, its caches under ``tmp_path``, running in
+    ``nursery`` (a second one on the same ``tmp_path`` finds the first one's journal)."""
+    fetcher = Fetcher(backend, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
+    wb = WriteBack(backend, fetcher, tmp_path / "dirty", parallel=2)
+    fetcher.start(nursery)
+    wb.start(nursery)
+    filesystem = Filesystem(backend, FsOptions(Defaults(0, 0)), fetcher, wb)
+    await filesystem.start()
+    return filesystem
 
 
 async def all_uploaded(fs: Filesystem) -> None:

@@ -16,28 +16,13 @@ from storefs.backends.base import ObjectMeta
 from storefs.backends.file import FileBackend
 from storefs.backends.mem import MemBackend
 from storefs.backends.retrying import RetryingBackend, RetryPolicy
-from storefs.cache.chunks import ChunkCache
-from storefs.cache.fetch import Fetcher
-from storefs.cache.writeback import WriteBack
 from storefs.errors import NotEmpty, PreconditionFailed, TransientError
-from storefs.fs.filesystem import Filesystem, FsOptions
+from storefs.fs.filesystem import Filesystem
 from storefs.fs.inodes import ROOT_INO
-from storefs.fs.posix_meta import Defaults
-from tests.fs._util import all_uploaded
+from tests.fs._util import all_uploaded, start_fs
 
 MiB = 1024 * 1024
 _n = iter(range(10**6))
-
-
-async def start_fs(backend: RetryingBackend, tmp_path: Path,
-                   nursery: trio.Nursery) -> Filesystem:
-    fetcher = Fetcher(backend, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
-    wb = WriteBack(backend, fetcher, tmp_path / "dirty", parallel=2)
-    fetcher.start(nursery)
-    wb.start(nursery)
-    filesystem = Filesystem(backend, FsOptions(Defaults(0, 0)), fetcher, wb)
-    await filesystem.start()
-    return filesystem
 
 
 @pytest.fixture
@@ -252,6 +237,27 @@ async def test_the_same_bytes_written_elsewhere_are_still_a_conflict(fs: Filesys
         await fs.flush(h.fh)
     await fs.release(h.fh)
     assert [k for k in other_client(fs).store.objects if "storefs-conflict" in k]
+
+
+async def test_a_directory_listed_as_a_prefix_shows_its_markers_attributes(
+        fs: Filesystem) -> None:
+    # `ls -l` of a bucket: listings roll a directory's marker into a prefix, which says
+    # nothing about its mode or mtime; the entry's attributes are fetched when asked
+    other = other_client(fs)
+    await other.put("d/", b"", {"mode": str(0o40700), "mtime": "1600000000"},
+                    content_type="application/x-directory")
+    await other.put("d/f", b"x", {})
+    h = await fs.opendir(ROOT_INO)
+    entries = {n: i async for n, i, _ in fs.readdir(h.fh, 0)}
+    await fs.releasedir(h.fh)
+    for inode in entries.values():
+        fs.remember(inode)  # as the kernel does with readdirplus entries
+    # what readdir hands the kernel is the marker's attributes or marked to be asked for
+    # (incomplete: the kernel caches it for no time and asks getattr)
+    d = entries["d"]
+    assert not d.complete or d.attr.mode == 0o40700
+    d = await fs.getattr(d.ino)
+    assert (d.attr.mode, d.attr.mtime_ns) == (0o40700, 1600000000 * 10**9)
 
 
 async def test_rename_of_a_file_never_uploaded_moves_it_locally(fs: Filesystem) -> None:

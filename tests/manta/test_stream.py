@@ -15,8 +15,6 @@ from storefs.backends import manta
 from storefs.backends.base import MiB, ObjectMeta
 from storefs.backends.manta import MantaBackend
 from storefs.backends.retrying import RetryingBackend
-from storefs.cache.chunks import ChunkCache
-from storefs.cache.fetch import Fetcher
 from storefs.cache.writeback import WriteBack
 from storefs.errors import (
     AlreadyExists,
@@ -25,10 +23,10 @@ from storefs.errors import (
     NotFound,
     UploadInterrupted,
 )
-from storefs.fs.filesystem import Filesystem, FsOptions
+from storefs.fs.filesystem import Filesystem
 from storefs.fs.inodes import ROOT_INO
-from storefs.fs.posix_meta import Defaults
 from storefs.source import parse_source
+from tests.fs._util import start_fs
 from tests.fs.test_core import write_file
 from tests.manta.conftest import MakeBackend
 from tests.servers.fixture_manta import MantaServer
@@ -44,14 +42,8 @@ async def backend(make_backend: MakeBackend, manta_server: MantaServer,
 async def filesystem_on(backend: MantaBackend, tmp_path: Path,
                         nursery: trio.Nursery) -> tuple[Filesystem, WriteBack]:
     """The filesystem core on ``backend``, as a mount builds it (no kernel)."""
-    store = RetryingBackend(backend)
-    fetcher = Fetcher(store, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
-    wb = WriteBack(store, fetcher, tmp_path / "dirty", parallel=2)
-    fetcher.start(nursery)
-    wb.start(nursery)
-    fs = Filesystem(store, FsOptions(Defaults(0, 0)), fetcher, wb)
-    await fs.start()
-    return fs, wb
+    fs = await start_fs(RetryingBackend(backend), tmp_path, nursery)
+    return fs, fs.writeback
 
 
 async def test_parts_go_up_as_one_put_with_no_multipart_upload(

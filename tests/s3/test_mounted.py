@@ -92,6 +92,9 @@ def test_foreign_bucket_mounts_with_its_tree_modes_and_mtimes(s3_mount: S3Mount)
     root = m.path
 
     assert sorted(os.listdir(root)) == ["bin", "empty", "photos", "plain"]
+    # right after the listing (`ls -l`): the marker's attributes, not a bare prefix's
+    listed = os.stat(root / "photos")
+    assert (stat.S_IMODE(listed.st_mode), listed.st_mtime) == (0o750, 1500000000)
     assert os.listdir(root / "empty") == []
     assert os.listdir(root / "photos") == ["2023"]
 

@@ -3,8 +3,10 @@ says when the mount cannot go live."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,3 +205,55 @@ def test_no_or_partial_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(ConfigError) as cerr:
             open_backend(parse_source("swift://c"), {"username": "u", "password": "p", **bad})
         one_line(cerr.value)
+
+
+async def test_account_mode_containers_are_found_and_moved_as_directories(
+        swift_server: dict[str, Any], tmp_path: Path, nursery: trio.Nursery) -> None:
+    """Through the filesystem core on ``swift:``: an empty container is found by name on
+    a fresh mount (it lists as nothing), and renames move containers, into and out of
+    other containers, keeping their mode."""
+    from storefs.backends.retrying import RetryingBackend
+    from storefs.fs.filesystem import AttrChanges
+    from storefs.fs.inodes import ROOT_INO
+    from tests.fs._util import start_fs
+
+    names = [f"mv-{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    a, b, c = names
+    sdk = sdk_connection(swift_server, OTHER)
+    try:
+        first = await start_fs(RetryingBackend(swift_backend(swift_server, "", user=OTHER)),
+                               tmp_path / "first", nursery)
+        made = await first.mkdir(ROOT_INO, a, 0o750, 0, 0)
+        first.remember(made)
+        fresh = await start_fs(RetryingBackend(swift_backend(swift_server, "", user=OTHER)),
+                               tmp_path / "fresh", nursery)
+        found = await fresh.lookup(ROOT_INO, a)
+        assert found is not None and found.attr.mode == 0o40750  # empty, yet there
+        fresh.remember(found)
+        await fresh.setattr(found.ino, AttrChanges(mode=0o700))
+        h, f = await fresh.create(found.ino, "file", 0o644, os.O_WRONLY | os.O_CREAT, 0, 0)
+        fresh.remember(f)
+        await fresh.write(h.fh, 0, b"inside")
+        await fresh.flush(h.fh)
+        await fresh.release(h.fh)
+        await fresh.rename(ROOT_INO, a, ROOT_INO, b, 0)  # container -> new container
+        headers = await trio.to_thread.run_sync(sdk.head_container, b)
+        assert headers["x-container-meta-mode"] == str(0o40700)
+        assert await trio.to_thread.run_sync(lambda: sdk.get_object(b, "file")[1]) == b"inside"
+        with pytest.raises(Exception, match="404"):
+            await trio.to_thread.run_sync(sdk.head_container, a)  # the old one is gone
+        made_c = await fresh.mkdir(ROOT_INO, c, 0o755, 0, 0)
+        fresh.remember(made_c)
+        await fresh.rename(ROOT_INO, b, made_c.ino, "sub", 0)  # container -> directory
+        assert await trio.to_thread.run_sync(
+            lambda: sdk.get_object(c, "sub/file")[1]) == b"inside"
+        sub = await fresh.lookup(made_c.ino, "sub")
+        assert sub is not None
+        fresh.remember(sub)
+        await fresh.rename(made_c.ino, "sub", ROOT_INO, a, 0)  # directory -> container
+        assert await trio.to_thread.run_sync(lambda: sdk.get_object(a, "file")[1]) == b"inside"
+        _, objects = await trio.to_thread.run_sync(sdk.get_container, c)
+        assert objects == []  # nothing left below the old name, not even its marker
+    finally:
+        for n in names:
+            await trio.to_thread.run_sync(lambda n=n: drop_container(swift_server, n, OTHER))
