@@ -261,10 +261,7 @@ class Filesystem:
         ``listed``: ``meta`` comes from a directory listing; ``decoded``: ``meta`` decoded
         already."""
         old = inode.meta.etag if inode.meta is not None else None
-        # (``checked``: the store said something of this inode before; a new inode has
-        # nothing to keep, and a bare prefix alone must leave it incomplete)
-        if inode.meta is meta or (not meta.metadata_complete and inode.complete
-                                  and inode.checked and (
+        if inode.meta is meta or (not meta.metadata_complete and inode.complete and (
                 (old == meta.etag and old) or (meta.is_dir and inode.attr.is_dir))):
             # the same entry again, or a listing without metadata, which says nothing new
             # about this version (nor does a bare prefix about a directory): keep what a
@@ -381,6 +378,7 @@ class Filesystem:
             # the type changed under us (another client): a new inode for the new object
         decoded = posix_meta.decode(meta, self.opts.defaults)
         inode = self.inodes.add(path, decoded.attr)
+        inode.complete = False  # the store has said nothing of it yet: nothing to keep
         self._apply_meta(inode, meta, listed=listed, decoded=decoded)
         return inode
 
@@ -1344,14 +1342,14 @@ class Filesystem:
             return
         for path in paths:
             inode = self.inodes.at(path)
-            if inode is not None and ((inode.complete and inode.checked) or inode.local_only):
+            if inode is not None and (inode.complete or inode.local_only):
                 continue  # known from the store already (or only local so far)
             self._nursery.start_soon(self._prefetch_dir, path)
 
     async def _prefetch_dir(self, path: str) -> None:
         async with self._prefetch_limiter:
             inode = self.inodes.at(path)
-            if inode is not None and inode.complete and inode.checked:
+            if inode is not None and inode.complete:
                 return  # a foreground lookup came first
             try:
                 meta = await self._stat(path)  # shared with a getattr asking meanwhile

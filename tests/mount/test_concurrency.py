@@ -67,8 +67,11 @@ def test_concurrent_random_readers_each_get_their_bytes(file_mount: Mounted) -> 
     assert not any(t.is_alive() for t in threads), "readers hung"
     assert errors == []
     after = fuse_waits(m)
-    # four readers keep requests queued: most are taken without sleeping in trio
-    assert after["queued"] - before["queued"] > 1000, (before, after)
+    # requests that four readers queued meanwhile are taken without a pass of trio's
+    # scheduler; how many depends on how fast the readers run (368 in a loaded CI run,
+    # over 1,000 when the machine is idle), so only that the path is taken is pinned
+    # here, and its rules by tests/unit/test_request_wait.py
+    assert after["queued"] > before["queued"], (before, after)
 
 
 def test_an_upload_and_status_complete_while_requests_keep_coming(
