@@ -225,6 +225,9 @@ class FileBackend(Backend):
         #: 10,000-entry listing would scan and sort all 10,000 names again)
         self._scans: dict[str, tuple[tuple[int, int], list[str]]] = {}
         self._scans_lock = threading.Lock()  # listings run in several worker threads
+        #: the device of the directory (known after ``connect``): a spool on the same one
+        #: can be hard-linked into place
+        self._root_dev: int | None = None
 
     def describe(self) -> str:
         return f"file://{self.root}"
@@ -334,6 +337,7 @@ class FileBackend(Backend):
                 raise NotFound(f"file: {self.root} is not a directory")
             if not os.access(self.root, os.R_OK | os.W_OK | os.X_OK):
                 raise PermissionDenied(f"file: {self.root} is not readable and writable")
+            self._root_dev = os.stat(self.root).st_dev
 
         await self.run(check, str(self.root))
 
@@ -546,8 +550,10 @@ class FileBackend(Backend):
             return self.commit_tmp(tmp, key, metadata, if_match, if_none_match)
 
         if link_from is not None:
-            if durable:
-                done = await self.run(link, key)  # the fsync may take long
+            if durable or os.fstat(fd).st_dev != self._root_dev:
+                # the fsync may take long; another filesystem may be slow (and the link
+                # fails there anyway)
+                done = await self.run(link, key)
             else:
                 # a few metadata calls on the filesystem that holds the cache directory
                 # (a hard link works within one only), which the trio thread writes to
