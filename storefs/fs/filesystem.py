@@ -142,6 +142,13 @@ class AttrChanges:
     mtime_ns: int | None = None
 
 
+def _as_dir(marker: ObjectMeta) -> ObjectMeta:
+    """A directory's meta from its marker object's."""
+    return ObjectMeta(key=marker.key, size=0, etag=marker.etag or ETag("marker"),
+                      mtime=marker.mtime, is_dir=True, content_type=marker.content_type,
+                      metadata=marker.metadata, metadata_complete=marker.metadata_complete)
+
+
 def _join(parent: str, name: str) -> str:
     return f"{parent}/{name}" if parent else name
 
@@ -292,11 +299,13 @@ class Filesystem:
         return ObjectMeta(key=path + "/", size=0, etag=ETag(""),
                           mtime=self.started_ns / 1e9, is_dir=True, metadata_complete=known)
 
-    async def _stat(self, path: str, *, file_only: bool = False) -> ObjectMeta | None:
+    async def _stat(self, path: str, *, file_only: bool = False,
+                    listed_dir: bool = False) -> ObjectMeta | None:
         """What the store holds at ``path`` now (a dir meta has ``is_dir``), or None.
         ``file_only``: the path is known to be a file, one HEAD will do (else flat stores
-        also list ``path/``, since a directory of that name would win).  Concurrent calls
-        for one path share one round of requests."""
+        also list ``path/``, since a directory of that name would win).  ``listed_dir``:
+        a listing has just shown a directory there, so only its marker is asked for.
+        Concurrent calls for one path share one round of requests."""
         slot = ("f:" if file_only else "a:") + path
         shared = self._stats_inflight.get(slot)
         if shared is not None:
@@ -305,7 +314,9 @@ class Filesystem:
                 return shared.result
         shared = self._stats_inflight[slot] = _SharedStat()
         try:
-            meta = await (self._head_file(path) if file_only else self._stat_uncached(path))
+            meta = await (self._head_file(path) if file_only
+                          else self._listed_dir(path) if listed_dir
+                          else self._stat_uncached(path))
             shared.result, shared.ok = meta, True
             if meta is None:
                 self.cache.put_negative(path)
@@ -324,6 +335,18 @@ class Filesystem:
         except NotFound:
             return None
         return None if meta.is_dir else meta
+
+    async def _listed_dir(self, path: str) -> ObjectMeta | None:
+        """The attributes of a directory a flat store's listing has just shown as a prefix:
+        its marker's (one HEAD), or an implicit directory's when it has none."""
+        if self.caps.real_directories or (self.caps.containers and "/" not in path):
+            return await self._stat_uncached(path)
+        self._count("stat")
+        try:
+            marker = await self.backend.head(path + "/")
+        except NotFound:
+            return self._implicit_dir_meta(path)
+        return _as_dir(marker)
 
     async def _stat_uncached(self, path: str) -> ObjectMeta | None:
         self._count("stat")
@@ -358,10 +381,7 @@ class Filesystem:
                 with contextlib.suppress(NotFound):
                     marker = await self.backend.head(path + "/")
             if marker is not None:
-                return ObjectMeta(key=marker.key, size=0, etag=marker.etag or ETag("marker"),
-                                  mtime=marker.mtime, is_dir=True,
-                                  content_type=marker.content_type, metadata=marker.metadata,
-                                  metadata_complete=marker.metadata_complete)
+                return _as_dir(marker)
             return self._implicit_dir_meta(path)
         meta: ObjectMeta | None = found.get("file")
         return meta
@@ -1352,7 +1372,8 @@ class Filesystem:
             if inode is not None and inode.complete:
                 return  # a foreground lookup came first
             try:
-                meta = await self._stat(path)  # shared with a getattr asking meanwhile
+                # shared with a getattr asking meanwhile
+                meta = await self._stat(path, listed_dir=True)
             except StorefsError as exc:
                 log.debug("attribute prefetch of %s/ failed: %s", path, exc)
                 return

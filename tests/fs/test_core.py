@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from storefs.backends.base import ObjectMeta
 from storefs.backends.file import FileBackend
@@ -258,6 +259,31 @@ async def test_a_directory_listed_as_a_prefix_shows_its_markers_attributes(
     assert not d.complete or d.attr.mode == 0o40700
     d = await fs.getattr(d.ino)
     assert (d.attr.mode, d.attr.mtime_ns) == (0o40700, 1600000000 * 10**9)
+
+
+async def test_a_listing_looks_up_each_subdirectorys_marker_once(
+        fs: Filesystem, nursery: trio.Nursery) -> None:
+    # `ls -l` of a bucket of folders: one HEAD per directory while the listing is read
+    # (not HEAD + LIST + HEAD each, nor one by one as the kernel asks)
+    fs.attach(nursery)  # as the mount does: the prefetch runs in the background
+    other = other_client(fs)
+    for i in range(6):
+        await other.put(f"m{i}/", b"", {"mode": str(0o40750)},
+                        content_type="application/x-directory")
+        await other.put(f"m{i}/f", b"x", {})
+        await other.put(f"bare{i}/f", b"x", {})  # no marker
+    other.store.requests.clear()
+    h = await fs.opendir(ROOT_INO)
+    entries = {n: i async for n, i, _ in fs.readdir(h.fh, 0)}
+    await fs.releasedir(h.fh)
+    for inode in entries.values():
+        fs.remember(inode)
+    await trio.testing.wait_all_tasks_blocked()
+    assert other.store.requests == {"list": 3, "head": 12}  # (pages of 5 entries)
+    modes = {n: (await fs.getattr(i.ino)).attr.mode for n, i in entries.items()}
+    assert modes == {**{f"m{i}": 0o40750 for i in range(6)},
+                     **{f"bare{i}": 0o40755 for i in range(6)}}
+    assert other.store.requests == {"list": 3, "head": 12}  # getattr asked nothing more
 
 
 async def test_rename_of_a_file_never_uploaded_moves_it_locally(fs: Filesystem) -> None:
