@@ -13,8 +13,9 @@ half-written object.  ``put`` returning means durable; ``put_file`` with
 Temporary names start with ``.storefs-tmp-`` and are hidden from listings.
 
 File system calls run in worker threads (``trio.to_thread``) under a limiter, so a slow
-disk never blocks the trio loop; the one exception is a close's hard link of the spool,
-a few metadata calls on the filesystem of the cache directory (see ``put_file``).
+disk never blocks the trio loop; the one exception is the hard link of a spool into place
+for an upload that need only be visible (a close's, a background one's): a few metadata
+calls on the filesystem of the cache directory (see ``put_file``).
 """
 
 from __future__ import annotations

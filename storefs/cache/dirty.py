@@ -375,10 +375,11 @@ class DirtyFile:
         """The store now holds generation ``generation`` as version ``etag``.
 
         ``record`` False leaves the journal saying the upload is pending until the next
-        change or ``discard`` (a close discards the file right after its flush uploaded
-        it: the state would be written only to be removed).  A crash in between makes
-        the next mount send the same version again, which write-back recognises in the
-        store (same size, MD5 and metadata) or, on file://, as the same inode."""
+        change or ``discard`` (a close, or a background upload of a released file, is
+        followed by the discard: the state would be written only to be removed).  A crash
+        in between makes the next mount send the same version again, which write-back
+        recognises in the store (same size, MD5 and metadata) or, on file://, as the same
+        inode; write-back records at once where it could not."""
         if self.base is not None and self.base is not base:
             self.base.close()
         self.base = base

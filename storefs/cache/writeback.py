@@ -337,10 +337,11 @@ class WriteBack:
             raise
         finally:
             df.uploading = False
-        # a flush's upload of a file that did not change meanwhile is recorded lazily:
-        # the close that follows discards the journal anyway
-        df.uploaded(generation, self.base_reader(df.key, meta), meta.etag,
-                    record=durable or generation != df.generation)
+        # an upload that need only be visible (a close's, a released file's in the
+        # background) of a file unchanged meanwhile is recorded lazily: the discard that
+        # follows removes the journal anyway
+        lazy = not durable and generation == df.generation and self._recognisable(df, meta)
+        df.uploaded(generation, self.base_reader(df.key, meta), meta.etag, record=not lazy)
         self.uploads += 1
         self.uploaded_bytes += meta.size
         if df.clean:
@@ -450,6 +451,14 @@ class WriteBack:
                 data = await df.read(start, end)
                 await upload.write_part(n, data)
         st.done[n] = end - start
+
+    def _recognisable(self, df: DirtyFile, meta: ObjectMeta) -> bool:
+        """Whether the next mount could tell that this upload landed if a crash came
+        before the journal recorded it: by its MD5 (``_landed``), or on file:// because
+        the spool became the store's file (a hard link)."""
+        if df.size <= LANDED_CHECK_MAX and md5_digest(meta.checksums.get("md5")) is not None:
+            return True
+        return self.caps.local and os.fstat(df.fd).st_nlink > 1
 
     async def _landed(self, df: DirtyFile) -> ObjectMeta | None:
         """What the store holds at ``df.key`` when it is exactly this version (same size,

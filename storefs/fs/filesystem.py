@@ -339,8 +339,8 @@ class Filesystem:
     async def _listed_dir(self, path: str) -> ObjectMeta | None:
         """The attributes of a directory a flat store's listing has just shown as a prefix:
         its marker's (one HEAD), or an implicit directory's when it has none."""
-        if self.caps.real_directories or (self.caps.containers and "/" not in path):
-            return await self._stat_uncached(path)
+        if self.caps.containers and "/" not in path:
+            return await self._stat_uncached(path)  # a container: gone is gone
         self._count("stat")
         try:
             marker = await self.backend.head(path + "/")
