@@ -10,7 +10,9 @@ table in ``storefs.backends.s3_errors``.  botocore's own retries are off (one at
 How the interface maps onto S3
     keys            ``PREFIX + key`` in the bucket; ``dir/`` markers are zero-byte objects
                     (content type ``application/x-directory``, as s3fs writes them)
-    head            HeadObject; user metadata from ``x-amz-meta-*`` (names lower-cased)
+    head            HeadObject; user metadata from ``x-amz-meta-*`` (names lower-cased);
+                    sent through ``storefs.backends.s3_head`` (the client's signer and
+                    HTTP session without boto3's per-call overhead) once ``connect`` ran
     list_page       ListObjectsV2 with the delimiter: sizes, ETags and LastModified, but
                     no user metadata (``metadata_complete=False``)
     get_range       GetObject with ``Range`` and ``If-Match``
@@ -46,7 +48,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import boto3
 import botocore.config
@@ -66,6 +68,7 @@ from storefs.backends.base import (
     Upload,
 )
 from storefs.backends.s3_errors import code_of, connect_error, translate
+from storefs.backends.s3_head import FastHead
 from storefs.errors import (
     AlreadyExists,
     AuthError,
@@ -222,6 +225,8 @@ class S3Backend(Backend):
         self._session = session
         self._client: Any = None
         self._client_lock = threading.Lock()
+        #: HeadObject without boto3's overhead, once connect has learnt the bucket's URL
+        self._fast_head: FastHead | None = None
         self.limiter = trio.CapacityLimiter(settings.connections)
         self.payer: dict[str, Any] = (
             {"RequestPayer": "requester"} if settings.requester_pays else {}
@@ -340,21 +345,48 @@ class S3Backend(Backend):
         try:
             return await trio.to_thread.run_sync(lambda: fn(**kwargs), limiter=self.limiter)
         except Exception as exc:
-            self.count("errors")
-            where = self.where(key) if key is not None else self.where()
-            err = translate(exc, where)
-            code = code_of(exc)[0] if isinstance(exc, bx.ClientError) else ""
-            if conditional and isinstance(err, PreconditionFailed):
-                if if_none_match:
-                    raise AlreadyExists(f"{where}: already exists") from exc
-                raise PreconditionFailed(f"{where}: changed since it was read") from exc
-            if conditional and code in ("NoSuchKey", "404"):
-                # If-Match on a key that is gone: it changed since it was read
-                raise PreconditionFailed(f"{where}: removed since it was read") from exc
-            if code == "NoSuchBucket":
-                err = NotFound(f"s3://{self.bucket}: no such bucket at "
-                               f"{self.settings.endpoint_for_messages}")
-            raise err from exc
+            raise self._failed(exc, key, conditional, if_none_match) from exc
+
+    def _failed(self, exc: Exception, key: str | None, conditional: bool = False,
+                if_none_match: bool = False) -> StorefsError:
+        """The storefs error for ``exc``, raised by a request on ``key`` (see ``call``)."""
+        self.count("errors")
+        where = self.where(key) if key is not None else self.where()
+        err = translate(exc, where)
+        code = code_of(exc)[0] if isinstance(exc, bx.ClientError) else ""
+        if conditional and isinstance(err, PreconditionFailed):
+            if if_none_match:
+                return AlreadyExists(f"{where}: already exists")
+            return PreconditionFailed(f"{where}: changed since it was read")
+        if conditional and code in ("NoSuchKey", "404"):
+            # If-Match on a key that is gone: it changed since it was read
+            return PreconditionFailed(f"{where}: removed since it was read")
+        if code == "NoSuchBucket":
+            return NotFound(f"s3://{self.bucket}: no such bucket at "
+                            f"{self.settings.endpoint_for_messages}")
+        return err
+
+    async def head_object(self, key: str, if_match: ETag | None = None) -> Mapping[str, Any]:
+        """HeadObject of ``key`` (a boto3-shaped response), through ``FastHead`` once
+        ``connect`` has learnt how, else through boto3."""
+        fast = self._fast_head
+        if fast is not None:
+            headers = {"If-Match": str(if_match)} if if_match else {}
+            if self.payer:
+                headers["x-amz-request-payer"] = "requester"
+            try:
+                r = await trio.to_thread.run_sync(fast.head, self.full(key), headers,
+                                                  limiter=self.limiter)
+            except Exception as exc:
+                self.count("head_object")
+                raise self._failed(exc, key) from exc
+            if r is not None:
+                self.count("head_object")
+                return r
+        params: dict[str, Any] = {"IfMatch": str(if_match)} if if_match else {}
+        return cast(Mapping[str, Any], await self.call(
+            "head_object", key, Bucket=self.bucket, Key=self.full(key), **params,
+            **self.payer))
 
     async def write_conditions(self, key: str, if_match: ETag | None,
                                if_none_match: bool) -> dict[str, str]:
@@ -429,8 +461,10 @@ class S3Backend(Backend):
         the credentials are accepted and the bucket exists and may be listed."""
         endpoint = self.settings.endpoint_for_messages
         try:
+            learner = FastHead.learn(await self.client())
             await self.call("list_objects_v2", None, Bucket=self.bucket, Prefix=self.prefix,
                             MaxKeys=1, **self.payer)
+            self._fast_head = learner.result
         except NotFound as exc:
             raise NotFound(f"s3://{self.bucket}: no such bucket at {endpoint}") from exc
         except PermissionDenied as exc:
@@ -453,15 +487,14 @@ class S3Backend(Backend):
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
+        self._fast_head = None
         if client is not None:
             client.close()
 
     # -- reads ------------------------------------------------------------------------------
 
     async def head(self, key: str) -> ObjectMeta:
-        r = await self.call("head_object", key, Bucket=self.bucket, Key=self.full(key),
-                            **self.payer)
-        return self._meta_from_head(key, r)
+        return self._meta_from_head(key, await self.head_object(key))
 
     async def list_page(
         self, prefix: str, *, delimiter: str = "/", token: str | None = None, limit: int = 0
@@ -655,10 +688,7 @@ class S3Backend(Backend):
     ) -> ObjectMeta:
         # the HEAD gives the size (CopyObject stops at 5 GiB) and, when the metadata is
         # replaced, the content type, which REPLACE would otherwise reset
-        head_params: dict[str, Any] = {"IfMatch": str(if_match)} if if_match else {}
-        r = await self.call("head_object", src, Bucket=self.bucket, Key=self.full(src),
-                            **head_params, **self.payer)
-        source = self._meta_from_head(src, r)
+        source = self._meta_from_head(src, await self.head_object(src, if_match))
         new_meta = dict(source.metadata if metadata is None else metadata)
         params = self._write_params(new_meta, source.content_type, dst)
         if source.size > 0 and source.size >= self.settings.copy_multipart_threshold:
