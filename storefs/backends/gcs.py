@@ -95,6 +95,7 @@ from storefs.errors import (
     TooLarge,
     TransientError,
 )
+from storefs.parallel import fan_out
 from storefs.source import Source
 
 log = logging.getLogger(__name__)
@@ -616,7 +617,7 @@ class GcsBackend(Backend):
 
     async def delete_many(self, keys: Iterable[str]) -> None:
         # one request per key, in parallel up to the limiter (the emulator has no batch API)
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for key in keys:
                 nursery.start_soon(self.delete, key)
 
@@ -692,7 +693,7 @@ class GcsBackend(Backend):
 
     async def delete_listed(self, listed: Sequence[ObjectMeta]) -> None:
         # the generations listed (and copied) only
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for obj in listed:
                 nursery.start_soon(self._delete_generation, obj.key, int(obj.etag))
 

@@ -117,6 +117,7 @@ from storefs.errors import (
     Unsupported,
     UploadInterrupted,
 )
+from storefs.parallel import fan_out
 from storefs.source import Source
 
 log = logging.getLogger(__name__)
@@ -861,7 +862,7 @@ class MantaBackend(Backend):
         self._sizes.pop(key, None)
 
     async def delete_many(self, keys: Iterable[str]) -> None:
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for key in keys:
                 nursery.start_soon(self._delete_limited, key)
 

@@ -80,6 +80,7 @@ from storefs.errors import (
     StorefsError,
     TooLarge,
 )
+from storefs.parallel import fan_out
 from storefs.source import Source
 
 log = logging.getLogger(__name__)
@@ -734,7 +735,7 @@ class S3Backend(Backend):
                             Key=self.full(dst), **params)
         upload.upload_id = str(r["UploadId"])
         try:
-            async with trio.open_nursery() as nursery:
+            async with fan_out() as nursery:
                 for n, start in enumerate(range(0, max(source.size, 1), part), start=1):
                     end = min(start + part, source.size)
                     nursery.start_soon(

@@ -107,6 +107,7 @@ from storefs.errors import (
     TooLarge,
     TransientError,
 )
+from storefs.parallel import fan_out
 from storefs.source import Source
 
 log = logging.getLogger(__name__)
@@ -738,7 +739,7 @@ class SwiftBackend(Backend):
                 if meta.size:
                     out[i] = meta
 
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for i in empty:
                 nursery.start_soon(one, i)
         return out
@@ -958,7 +959,7 @@ class SwiftBackend(Backend):
             raise translate(exc, where) from exc
 
     async def delete_many(self, keys: Iterable[str]) -> None:
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for key in keys:
                 nursery.start_soon(self.delete, key)
 
@@ -1015,7 +1016,7 @@ class SwiftBackend(Backend):
             except Exception as exc:
                 raise translate(exc, self._where(key)) from exc
 
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for obj in listed:
                 # a large object's delete looks first, to take its segments with it
                 nursery.start_soon(plain if self._plain(obj) else self.delete, obj.key)
@@ -1256,7 +1257,7 @@ class SwiftUpload(Upload):
             return
         self._done = True
         parts, self._parts = self._parts, {}
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for name, _, _ in parts.values():
                 nursery.start_soon(self._delete_segment, name)
 

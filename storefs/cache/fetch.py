@@ -25,6 +25,7 @@ import trio
 from storefs.backends.base import Backend, ETag
 from storefs.cache.chunks import ChunkCache
 from storefs.errors import IntegrityError
+from storefs.parallel import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class RemoteVersion:
         async def one(index: int) -> None:
             parts[index] = await self.fetcher.page(self.key, self.etag, self.size, index)
 
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for index in range(first, last + 1):
                 nursery.start_soon(one, index)
         whole = b"".join(parts[i] for i in range(first, last + 1))

@@ -52,6 +52,7 @@ from storefs.errors import (
     TransientError,
     UploadInterrupted,
 )
+from storefs.parallel import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,7 @@ class WriteBack:
                 for n in range(1, count + 1):
                     await self._send_part(df, st, upload, n, part, size, key)
             else:
-                async with trio.open_nursery() as nursery:
+                async with fan_out() as nursery:
                     for n in range(1, count + 1):
                         nursery.start_soon(self._send_part, df, st, upload, n, part, size, key)
             meta = await upload.complete()

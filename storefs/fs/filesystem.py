@@ -62,6 +62,7 @@ from storefs.fs.attrstore import AttrStore
 from storefs.fs.handles import DirHandle, FileHandle, HandleTable
 from storefs.fs.inodes import ROOT_INO, Inode, InodeTable
 from storefs.fs.metacache import Child, Listing, MetaCache
+from storefs.parallel import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +372,7 @@ class Filesystem:
         async def listing() -> None:
             found["dir"] = await self.backend.list_page(path + "/", limit=1)
 
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             nursery.start_soon(head)
             nursery.start_soon(listing)
         page = found["dir"]
@@ -1049,7 +1050,7 @@ class Filesystem:
             async with limiter:
                 await self.backend.copy_listed(obj, dst + obj.key[len(src):])
 
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for obj in listed:
                 if copy_marker or obj.key != src + "/":
                     nursery.start_soon(move, obj)
@@ -1073,7 +1074,7 @@ class Filesystem:
                 async with limiter:
                     await self.backend.rename(f"{src}/{name}", f"{dst}/{name}")
 
-        async with trio.open_nursery() as nursery:
+        async with fan_out() as nursery:
             for obj in entries:
                 nursery.start_soon(move, obj)
         await self.backend.remove_dir(src + "/")
