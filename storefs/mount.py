@@ -265,7 +265,7 @@ class Mount:
             async with trio.open_nursery() as nursery:
                 fetcher.start(nursery)
                 writeback.start(nursery)
-                fs.attach(nursery)
+                fs.attach(nursery, pyfuse3.notify_store if opts.get("kernel_pages") else None)
                 await nursery.start(serve_control, control, self._control)
                 nursery.start_soon(self._fuse_main, nursery)
                 st = await trio.to_thread.run_sync(os.stat, req.mountpoint)

@@ -135,6 +135,9 @@ STOREFS_OPTIONS: dict[str, Spec] = {
                           "seconds a request waiting in the foreground keeps retrying"),
     "kernel_readahead": Spec(_size("kernel_readahead"), 4 * MiB,
                              "the kernel's read-ahead for the mount (root only)"),
+    "kernel_pages": Spec(_bool("kernel_pages"), True,
+                         "hand each page fetched for a random reader to the kernel's page "
+                         "cache whole"),
 }
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import trio
@@ -222,6 +223,9 @@ class RemoteVersion:
         self.key = key
         self.etag = etag
         self.size = size
+        #: told ``(offset, page)`` of each page a read by a random (not sequential) reader
+        #: found in no cache (``storefs.fs.kernel_pages``)
+        self.on_miss: Callable[[int, bytes], None] | None = None
 
     async def read(self, start: int, end: int, ahead: ReadAhead | None = None) -> bytes:
         end = min(end, self.size)
@@ -245,6 +249,8 @@ class RemoteVersion:
             if cached is not None:
                 return cached
             data = await self.fetcher.page(self.key, self.etag, self.size, first)
+            if self.on_miss is not None and (ahead is None or not ahead.window):
+                self.on_miss(first * page, data)
             return data[lo:hi]
         parts: dict[int, bytes] = {}
 

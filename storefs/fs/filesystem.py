@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno as _errno
+import functools
 import logging
 import mimetypes
 import os
@@ -61,6 +62,8 @@ from storefs.fs.attrs import Attr, now_ns
 from storefs.fs.attrstore import AttrStore
 from storefs.fs.handles import DirHandle, FileHandle, HandleTable
 from storefs.fs.inodes import ROOT_INO, Inode, InodeTable
+from storefs.fs.kernel_pages import KernelPages
+from storefs.fs.kernel_pages import Store as PageStore
 from storefs.fs.metacache import Child, Listing, MetaCache
 from storefs.parallel import fan_out
 
@@ -181,6 +184,7 @@ class Filesystem:
         self._stats_inflight: dict[str, _SharedStat] = {}
         self._usage: tuple[float, StoreUsage | None] | None = None
         self._nursery: trio.Nursery | None = None
+        self.kernel_pages: KernelPages | None = None
         #: lookup misses per directory, and directories too big to list for a lookup
         self._misses: TTLCache[str, int] = TTLCache(10_000, max(options.dir_timeout, 1.0),
                                                      trio.current_time)
@@ -193,9 +197,25 @@ class Filesystem:
     # ---------------------------------------------------------------------------------------
     # start-up
 
-    def attach(self, nursery: trio.Nursery) -> None:
-        """Background work (attribute prefetch) runs in the mount's ``nursery``."""
+    def attach(self, nursery: trio.Nursery, store_pages: PageStore | None = None) -> None:
+        """Background work (attribute prefetch) runs in the mount's ``nursery``.
+        ``store_pages`` (``pyfuse3.notify_store`` in a mount) lets pages fetched for random
+        readers go into the kernel's page cache whole (``storefs.fs.kernel_pages``)."""
         self._nursery = nursery
+        if store_pages is not None and not self.caps.local:
+            self.kernel_pages = KernelPages(store_pages, nursery, self._has_writer)
+
+    def _has_writer(self, inode: Inode) -> bool:
+        return any(h.inode is inode and h.flags & os.O_ACCMODE != os.O_RDONLY
+                   for h in self.handles.files.values())
+
+    async def _settle_pages(self, inode: Inode) -> None:
+        """Until no page push into ``inode`` is in flight (see ``storefs.fs.kernel_pages``:
+        opens and truncates wait, so no push of old bytes lands after them).  Shielded: a
+        push waits only for page locks of reads this loop answers."""
+        if self.kernel_pages is not None:
+            with trio.CancelScope(shield=True):
+                await self.kernel_pages.settle(inode)
 
     async def start(self) -> None:
         """Read the root's attributes and adopt the uploads a previous mount left."""
@@ -576,6 +596,7 @@ class Filesystem:
                 raise IsADirectory(inode.path or "") if inode.attr.is_dir \
                     else InvalidArgument("truncate of a non-regular file")
             await self._truncate(inode, changes.size)
+            await self._settle_pages(inode)  # the file is dirty now: no new pushes
             if fh is not None:
                 self.handles.file(fh).wrote = True
         attr = inode.attr
@@ -1144,6 +1165,9 @@ class Filesystem:
         self._open_reader(handle)
         self.handles.files[handle.fh] = handle
         inode.opens += 1
+        # after the handle counts as a writer and the kernel's version is set, before the
+        # kernel hears of the open (and drops stale pages unless ``keep``)
+        await self._settle_pages(inode)
         return handle, keep
 
     def _open_reader(self, handle: FileHandle) -> None:
@@ -1152,6 +1176,10 @@ class Filesystem:
                 handle.version = self._reader(handle.inode)
             except OSError as exc:
                 raise NotFound(f"{handle.inode.path}: {exc.strerror}") from exc
+            version = handle.version
+            if self.kernel_pages is not None and isinstance(version, RemoteVersion):
+                version.on_miss = functools.partial(self.kernel_pages.offer, handle.inode,
+                                                    version.etag)
 
     async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int,
                      gid: int) -> tuple[FileHandle, Inode]:
@@ -1553,6 +1581,7 @@ class Filesystem:
             "pending_uploads": len(pending),
             "pending_bytes": sum(df.size for df in pending),
             "operations": dict(self.counters),
+            "kernel_pages": self.kernel_pages.statistics() if self.kernel_pages else {},
         }
 
 

@@ -1,0 +1,109 @@
+"""Pages fetched for a random reader go into the kernel's page cache whole.
+
+A random reader of a remote file (fio, a database, an index lookup) asks for 4 KiB at a
+time.  The first read of a chunk fetches the whole chunk (1 MiB by default) into the chunk
+cache, but the kernel only keeps the 4 KiB it asked for: each later read of the same chunk
+is one more FUSE round trip, served from the chunk cache.  ``KernelPages`` hands the whole
+chunk to the kernel (FUSE ``notify_store``) right after it is fetched, so those reads never
+leave the kernel, as on a local disk with read-ahead.
+
+Pushing bytes into the page cache must never put old bytes over new ones:
+
+- only pages of the version the kernel caches for the inode (``kernel_etag``), of an
+  inode without local changes and without a handle open for writing, are offered;
+- the store runs in a worker thread: the kernel locks each page while it fills it, and a
+  page whose read is pending (ours to answer, on the trio thread) would otherwise wait
+  for the very loop that is blocked in the store;
+- ``settle(inode)`` waits until that inode's pushes are done.  ``Filesystem.open`` calls it
+  after the handle counts (a writer opened from then on makes every later offer a
+  refusal) and before the open is answered (the kernel drops stale pages after an open
+  without ``keep_cache``, so no push of an older version may land later); a truncate
+  calls it once the file is dirty.
+
+``store`` is ``pyfuse3.notify_store`` in a mount (``storefs.fuse`` injects it; this layer
+knows nothing of FUSE); errors (the kernel forgot the inode, the mount is going away, a
+kernel without notify_store) only end the push: the pages are read through FUSE instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+
+import trio
+
+from storefs.backends.base import ETag
+from storefs.fs.inodes import Inode
+
+log = logging.getLogger(__name__)
+
+#: ``store(ino, offset, data)``: blocking, called in a worker thread
+Store = Callable[[int, int, bytes], None]
+
+
+class KernelPages:
+    """Offers whole fetched pages to the kernel's page cache (see the module docstring)."""
+
+    def __init__(self, store: Store, nursery: trio.Nursery,
+                 writers: Callable[[Inode], bool]) -> None:
+        self._store = store
+        self._nursery = nursery
+        #: whether a handle open for writing exists on the inode
+        self._writers = writers
+        #: ino -> pushes in flight, and the event set when the last one ends
+        self._inflight: dict[int, tuple[int, trio.Event]] = {}
+        self._limiter = trio.CapacityLimiter(2)
+        self.pushed = 0
+        self.pushed_bytes = 0
+        self.refused = 0
+        self.enabled = True
+
+    def offer(self, inode: Inode, etag: ETag, offset: int, data: bytes) -> None:
+        """Push ``data`` (bytes ``offset...`` of version ``etag``) unless that could put
+        old bytes over new ones.  Called on the trio thread, returns at once."""
+        meta = inode.meta
+        if (not self.enabled or inode.dirty is not None or inode.path is None
+                or meta is None or meta.etag != etag or inode.kernel_etag != etag
+                or self._writers(inode)):
+            self.refused += 1
+            return
+        # never past the size the kernel knows: notify_store would extend the file
+        end = min(offset + len(data), meta.size, inode.attr.size)
+        if end <= offset:
+            return
+        if end - offset < len(data):
+            data = data[:end - offset]
+        count, done = self._inflight.get(inode.ino, (0, trio.Event()))
+        self._inflight[inode.ino] = (count + 1, done)
+        self._nursery.start_soon(self._push, inode.ino, offset, data)
+
+    async def _push(self, ino: int, offset: int, data: bytes) -> None:
+        try:
+            async with self._limiter:
+                await trio.to_thread.run_sync(self._store, ino, offset, data)
+            self.pushed += 1
+            self.pushed_bytes += len(data)
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS:
+                self.enabled = False
+                log.info("the kernel has no FUSE notify_store: pages go through FUSE")
+            else:
+                log.debug("page push of inode %d at %d failed: %s", ino, offset, exc)
+        finally:
+            count, done = self._inflight[ino]
+            if count == 1:
+                del self._inflight[ino]
+                done.set()
+            else:
+                self._inflight[ino] = (count - 1, done)
+
+    async def settle(self, inode: Inode) -> None:
+        """Until no push into ``inode``'s pages is in flight."""
+        entry = self._inflight.get(inode.ino)
+        if entry is not None:
+            await entry[1].wait()
+
+    def statistics(self) -> dict[str, int]:
+        return {"pushed": self.pushed, "pushed_bytes": self.pushed_bytes,
+                "refused": self.refused}
