@@ -5,6 +5,7 @@ old bytes (``storefs.fs.kernel_pages``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -44,14 +45,23 @@ def _cold_copy(m: Mounted, name: str, data: bytes) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _random_reader(path: Path) -> Iterator[int]:
+    """A descriptor of ``path`` the kernel reads no more than asked for."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        yield fd
+    finally:
+        os.close(fd)
+
+
 def test_a_random_reader_reads_the_rest_of_a_chunk_from_the_page_cache(
         remote: Mounted) -> None:
     m = remote
     data = random.randbytes(6 * MiB)
     path = _cold_copy(m, "big.bin", data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no kernel read-ahead
+    with _random_reader(path) as fd:
         first = 3 * MiB + 5 * BLOCK
         assert os.pread(fd, BLOCK, first) == data[first:first + BLOCK]
         # the push runs beside the read: wait for it through the status socket
@@ -65,24 +75,18 @@ def test_a_random_reader_reads_the_rest_of_a_chunk_from_the_page_cache(
         for off in blocks:
             assert os.pread(fd, BLOCK, off) == data[off:off + BLOCK], off
         assert _counters(m) == (asked, 1)  # not one of them reached the daemon
-    finally:
-        os.close(fd)
 
 
 def test_a_write_after_pushed_pages_is_read_back(remote: Mounted) -> None:
     m = remote
     data = random.randbytes(3 * MiB)
     path = _cold_copy(m, "edit.bin", data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    with _random_reader(path) as fd:
         assert os.pread(fd, BLOCK, 2 * MiB + 100) == data[2 * MiB + 100:2 * MiB + 100 + BLOCK]
         with open(path, "r+b") as w:
             w.seek(2 * MiB + 8192)
             w.write(b"NEW BYTES")
         assert os.pread(fd, 9, 2 * MiB + 8192) == b"NEW BYTES"
-    finally:
-        os.close(fd)
     expect = bytearray(data)
     expect[2 * MiB + 8192:2 * MiB + 8201] = b"NEW BYTES"
     assert path.read_bytes() == bytes(expect)
@@ -98,13 +102,9 @@ def test_kernel_pages_can_be_turned_off(mem_mount: Mounted) -> None:
     m = mem_mount
     data = random.randbytes(3 * MiB)
     path = _cold_copy(m, "off.bin", data)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    with _random_reader(path) as fd:
         for off in (2 * MiB + 100, 2 * MiB + 8192):
             assert os.pread(fd, BLOCK, off) == data[off:off + BLOCK]
-    finally:
-        os.close(fd)
     status: dict[str, Any] = m.status()
     assert status["filesystem"]["kernel_pages"] == {}
     assert status["cache"]["hits"] >= 1  # the second read came through FUSE
