@@ -25,6 +25,7 @@ import logging
 import os
 import resource
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,26 @@ class ChunkCache:
         self._pages.move_to_end(name)
         self.hits += 1
         return part
+
+    def loader(self, key: str, etag: str, index: int) -> Callable[[], bytes | None] | None:
+        """A function that returns the whole page, safe to call in a worker thread (None
+        from it if the page file went away meanwhile), or None if the page is not cached.
+        Counts as no hit: it serves ``storefs.fs.kernel_pages``, not a read."""
+        name = self.name(key, etag, index)
+        data = self._memory.get(name)
+        if data is not None:
+            return lambda: data
+        if name not in self._pages:
+            return None
+        path = self._path(name)
+
+        def load() -> bytes | None:
+            try:
+                return path.read_bytes()
+            except OSError:
+                return None
+
+        return load
 
     def has(self, key: str, etag: str, index: int) -> bool:
         return self.name(key, etag, index) in self._pages

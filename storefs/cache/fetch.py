@@ -223,9 +223,10 @@ class RemoteVersion:
         self.key = key
         self.etag = etag
         self.size = size
-        #: told ``(offset, page)`` of each page a read by a random (not sequential) reader
-        #: found in no cache (``storefs.fs.kernel_pages``)
-        self.on_miss: Callable[[int, bytes], None] | None = None
+        #: told ``(offset, load)`` of each page a random (not sequential) reader read
+        #: through FUSE, so the kernel lacks it; ``load()`` (thread-safe) gives the whole
+        #: page (``storefs.fs.kernel_pages``)
+        self.on_read: Callable[[int, Callable[[], bytes | None]], None] | None = None
 
     async def read(self, start: int, end: int, ahead: ReadAhead | None = None) -> bytes:
         end = min(end, self.size)
@@ -245,12 +246,19 @@ class RemoteVersion:
                 ahead.frontier = target
         if first == last:
             lo, hi = start - first * page, end - first * page
+            # the kernel asked, so it lacks the page: a random reader gets the whole chunk
+            # into the kernel's page cache, a sequential one is left to read-ahead
+            tell = self.on_read if ahead is None or not ahead.window else None
             cached = self.fetcher.cache.read(self.key, self.etag, first, lo, hi)
             if cached is not None:
+                if tell is not None:
+                    load = self.fetcher.cache.loader(self.key, self.etag, first)
+                    if load is not None:
+                        tell(first * page, load)
                 return cached
             data = await self.fetcher.page(self.key, self.etag, self.size, first)
-            if self.on_miss is not None and (ahead is None or not ahead.window):
-                self.on_miss(first * page, data)
+            if tell is not None:
+                tell(first * page, lambda: data)
             return data[lo:hi]
         parts: dict[int, bytes] = {}
 

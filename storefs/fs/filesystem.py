@@ -1177,8 +1177,10 @@ class Filesystem:
             except OSError as exc:
                 raise NotFound(f"{handle.inode.path}: {exc.strerror}") from exc
             version = handle.version
-            if self.kernel_pages is not None and isinstance(version, RemoteVersion):
-                version.on_miss = functools.partial(self.kernel_pages.offer, handle.inode,
+            # O_DIRECT reads bypass the page cache: nothing to fill
+            if (self.kernel_pages is not None and isinstance(version, RemoteVersion)
+                    and not handle.flags & os.O_DIRECT):
+                version.on_read = functools.partial(self.kernel_pages.offer, handle.inode,
                                                     version.etag)
 
     async def create(self, parent_ino: int, name: str, mode: int, flags: int, uid: int,

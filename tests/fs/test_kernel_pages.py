@@ -1,4 +1,4 @@
-"""Pages fetched for a random reader go to the kernel's page cache whole, and never when
+"""Pages a random reader reads through FUSE go to the kernel's page cache whole, and never when
 that could put old bytes over new ones (``storefs.fs.kernel_pages``).  The kernel side is
 a recorder here; tests/mount/test_kernel_pages.py checks it through a real mount."""
 
@@ -86,10 +86,17 @@ async def test_a_random_reader_gets_each_fetched_chunk_in_the_page_cache(
         # the whole chunks, the last one cut at the end of the file
         assert sorted(kernel.stored) == [(ino, MiB, data[MiB:2 * MiB]),
                                          (ino, 4 * MiB, data[4 * MiB:])]
-        # more reads in those chunks come from the chunk cache: nothing pushed again
-        assert await _pread(fs, h.fh, MiB + 300_000) == data[MiB + 300_000:MiB + 304_096]
+        # a read of chunk 1 that still reaches the daemon means the kernel lost the page
+        # (memory pressure, fadvise DONTNEED): the chunk goes in again, from the chunk
+        # cache, once however many reads ask while it is on its way
+        async with _opened(fs, ino) as other:  # (its own reader: not "sequential")
+            kernel.hold = threading.Event()
+            assert await _pread(fs, h.fh, MiB + 300_000) == data[MiB + 300_000:MiB + 304_096]
+            assert await _pread(fs, other.fh, MiB + 9000) == data[MiB + 9000:MiB + 13_096]
+            kernel.hold.set()
         await _pushed(fs)
-        assert len(kernel.stored) == 2
+        assert kernel.stored[2:] == [(ino, MiB, data[MiB:2 * MiB])]
+        assert fs.fetcher.fetched_bytes == MiB + len(data) - 4 * MiB  # no new GET
 
 
 async def test_a_sequential_reader_is_left_to_read_ahead(

@@ -64,17 +64,43 @@ def test_a_random_reader_reads_the_rest_of_a_chunk_from_the_page_cache(
     with _random_reader(path) as fd:
         first = 3 * MiB + 5 * BLOCK
         assert os.pread(fd, BLOCK, first) == data[first:first + BLOCK]
-        # the push runs beside the read: wait for it through the status socket
-        deadline = time.monotonic() + 30
-        asked, pushed = _counters(m)
-        while not pushed and time.monotonic() < deadline:
-            asked, pushed = _counters(m)
+        asked, pushed = _pushes(m, 1)
         assert pushed == 1, m.status()["filesystem"]
         blocks = list(range(3 * MiB, 4 * MiB, BLOCK))
         random.shuffle(blocks)
         for off in blocks:
             assert os.pread(fd, BLOCK, off) == data[off:off + BLOCK], off
         assert _counters(m) == (asked, 1)  # not one of them reached the daemon
+
+
+def _pushes(m: Mounted, at_least: int) -> tuple[int, int]:
+    """The counters, once at least ``at_least`` pushes are done (they run beside reads)."""
+    deadline = time.monotonic() + 30
+    asked, pushed = _counters(m)
+    while pushed < at_least and time.monotonic() < deadline:
+        asked, pushed = _counters(m)
+    return asked, pushed
+
+
+def test_pages_the_kernel_dropped_go_in_again_from_the_chunk_cache(remote: Mounted) -> None:
+    # fio --invalidate, fadvise DONTNEED, memory pressure: the next read that reaches the
+    # daemon refills the whole chunk, without a request to the store
+    m = remote
+    data = random.randbytes(4 * MiB)
+    path = _cold_copy(m, "again.bin", data)
+    with _random_reader(path) as first, _random_reader(path) as fd:
+        assert os.pread(first, BLOCK, 2 * MiB + 40 * BLOCK) == data[2 * MiB + 40 * BLOCK:][:BLOCK]
+        _pushes(m, 1)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        fetched = m.status()["reads"]["fetched_bytes"]
+        # (another descriptor: two reads of one chunk by one reader look sequential)
+        assert os.pread(fd, BLOCK, 2 * MiB + 7 * BLOCK) == data[2 * MiB + 7 * BLOCK:][:BLOCK]
+        asked, pushed = _pushes(m, 2)
+        assert pushed == 2
+        for off in range(2 * MiB, 3 * MiB, 16 * BLOCK):
+            assert os.pread(fd, BLOCK, off) == data[off:off + BLOCK]
+        assert _counters(m) == (asked, 2)
+        assert m.status()["reads"]["fetched_bytes"] == fetched
 
 
 def test_a_write_after_pushed_pages_is_read_back(remote: Mounted) -> None:
