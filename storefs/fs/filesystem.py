@@ -203,11 +203,7 @@ class Filesystem:
         readers go into the kernel's page cache whole (``storefs.fs.kernel_pages``)."""
         self._nursery = nursery
         if store_pages is not None and not self.caps.local:
-            self.kernel_pages = KernelPages(store_pages, nursery, self._has_writer)
-
-    def _has_writer(self, inode: Inode) -> bool:
-        return any(h.inode is inode and h.flags & os.O_ACCMODE != os.O_RDONLY
-                   for h in self.handles.files.values())
+            self.kernel_pages = KernelPages(store_pages, nursery)
 
     async def _settle_pages(self, inode: Inode) -> None:
         """Until no page push into ``inode`` is in flight (see ``storefs.fs.kernel_pages``:
@@ -1165,6 +1161,7 @@ class Filesystem:
         self._open_reader(handle)
         self.handles.files[handle.fh] = handle
         inode.opens += 1
+        inode.writers += writable
         # after the handle counts as a writer and the kernel's version is set, before the
         # kernel hears of the open (and drops stale pages unless ``keep``)
         await self._settle_pages(inode)
@@ -1220,6 +1217,7 @@ class Filesystem:
                             ReadAhead(self.opts.readahead_pages), wrote=True)
         self.handles.files[handle.fh] = handle
         inode.opens += 1
+        inode.writers += (flags & os.O_ACCMODE) != os.O_RDONLY
         return handle, inode
 
     async def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -1275,6 +1273,8 @@ class Filesystem:
         handle.close()
         inode = handle.inode
         inode.opens = max(0, inode.opens - 1)
+        if handle.flags & os.O_ACCMODE != os.O_RDONLY:
+            inode.writers = max(0, inode.writers - 1)
         df = inode.dirty
         if inode.opens == 0 and df is not None:
             if df.orphan or df.clean:

@@ -35,7 +35,8 @@ class StaleInode(StorefsError):
 class Inode:
     __slots__ = (
         "attr", "checked", "complete", "dirty", "fuse_entry", "implicit", "ino", "kernel_etag",
-        "listed", "local_only", "lookups", "meta", "opens", "path", "symlink_target", "xattrs",
+        "listed", "local_only", "lookups", "meta", "opens", "path", "symlink_target", "writers",
+        "xattrs",
     )
 
     def __init__(self, ino: int, path: str | None, attr: Attr) -> None:
@@ -55,6 +56,8 @@ class Inode:
         self.listed = False
         self.lookups = 0
         self.opens = 0
+        #: how many of the open handles may write
+        self.writers = 0
         self.dirty: DirtyFile | None = None
         #: created by this mount and not in the store yet
         self.local_only = False

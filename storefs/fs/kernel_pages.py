@@ -50,12 +50,9 @@ Store = Callable[[int, int, bytes], None]
 class KernelPages:
     """Offers whole fetched pages to the kernel's page cache (see the module docstring)."""
 
-    def __init__(self, store: Store, nursery: trio.Nursery,
-                 writers: Callable[[Inode], bool]) -> None:
+    def __init__(self, store: Store, nursery: trio.Nursery) -> None:
         self._store = store
         self._nursery = nursery
-        #: whether a handle open for writing exists on the inode
-        self._writers = writers
         #: ino -> pushes in flight, and the event set when the last one ends
         self._inflight: dict[int, tuple[int, trio.Event]] = {}
         #: (ino, offset) of the pages on their way
@@ -74,7 +71,7 @@ class KernelPages:
         meta = inode.meta
         if (not self.enabled or inode.dirty is not None or inode.path is None
                 or meta is None or meta.etag != etag or inode.kernel_etag != etag
-                or self._writers(inode)):
+                or inode.writers):
             self.refused += 1
             return
         if (inode.ino, offset) in self._pages:
