@@ -110,6 +110,8 @@ class KernelPages:
                 log.info("the kernel has no FUSE notify_store: pages go through FUSE")
             else:
                 log.debug("page push of inode %d at %d failed: %s", ino, offset, exc)
+        except Exception as exc:  # a push is an optimisation: it never takes the mount down
+            log.debug("page push of inode %d at %d failed: %r", ino, offset, exc)
         finally:
             self._pages.discard((ino, offset))
             count, done = self._inflight[ino]
