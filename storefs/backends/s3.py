@@ -375,14 +375,13 @@ class S3Backend(Backend):
             headers = {"If-Match": str(if_match)} if if_match else {}
             if self.payer:
                 headers["x-amz-request-payer"] = "requester"
+            self.count("head_object")  # sent, whatever it answers
             try:
                 r = await trio.to_thread.run_sync(fast.head, self.full(key), headers,
                                                   limiter=self.limiter)
             except Exception as exc:
-                self.count("head_object")
                 raise self._failed(exc, key) from exc
             if r is not None:
-                self.count("head_object")
                 return r
         params: dict[str, Any] = {"IfMatch": str(if_match)} if if_match else {}
         return cast(Mapping[str, Any], await self.call(

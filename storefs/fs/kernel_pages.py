@@ -53,10 +53,8 @@ class KernelPages:
     def __init__(self, store: Store, nursery: trio.Nursery) -> None:
         self._store = store
         self._nursery = nursery
-        #: ino -> pushes in flight, and the event set when the last one ends
-        self._inflight: dict[int, tuple[int, trio.Event]] = {}
-        #: (ino, offset) of the pages on their way
-        self._pages: set[tuple[int, int]] = set()
+        #: ino -> offsets of the pages on their way, and the event set when none is left
+        self._inflight: dict[int, tuple[set[int], trio.Event]] = {}
         self._limiter = trio.CapacityLimiter(2)
         self.pushed = 0
         self.pushed_bytes = 0
@@ -74,15 +72,14 @@ class KernelPages:
                 or inode.writers):
             self.refused += 1
             return
-        if (inode.ino, offset) in self._pages:
-            return
         # never past the size the kernel knows: notify_store would extend the file
         limit = min(meta.size, inode.attr.size) - offset
-        if limit <= 0:
+        offsets, _ = self._inflight.setdefault(inode.ino, (set(), trio.Event()))
+        if limit <= 0 or offset in offsets:
+            if not offsets:
+                del self._inflight[inode.ino]
             return
-        self._pages.add((inode.ino, offset))
-        count, done = self._inflight.get(inode.ino, (0, trio.Event()))
-        self._inflight[inode.ino] = (count + 1, done)
+        offsets.add(offset)
         self._nursery.start_soon(self._push, inode.ino, offset, load, limit)
 
     def _load_and_store(self, ino: int, offset: int, load: Callable[[], bytes | None],
@@ -113,13 +110,11 @@ class KernelPages:
         except Exception as exc:  # a push is an optimisation: it never takes the mount down
             log.debug("page push of inode %d at %d failed: %r", ino, offset, exc)
         finally:
-            self._pages.discard((ino, offset))
-            count, done = self._inflight[ino]
-            if count == 1:
+            offsets, done = self._inflight[ino]
+            offsets.discard(offset)
+            if not offsets:
                 del self._inflight[ino]
                 done.set()
-            else:
-                self._inflight[ino] = (count - 1, done)
 
     async def settle(self, inode: Inode) -> None:
         """Until no push into ``inode``'s pages is in flight."""
