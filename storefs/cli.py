@@ -167,7 +167,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
     def serve(ready: Any) -> int:
         import trio
 
-        from storefs.mount import limit_malloc_arenas, run
+        from storefs.mount import run, tune_malloc
 
         if not args.foreground and log_file is None:
             default_log = request.options.cache_dir() / "storefs.log"
@@ -177,7 +177,7 @@ def cmd_mount(args: argparse.Namespace) -> int:
         # private files (cache, spool, logs, sockets) are created 0600 explicitly; files of
         # a file:// store get ordinary modes, like files other tools make there
         os.umask(0o022)
-        limit_malloc_arenas()
+        tune_malloc()
         return trio.run(run, request, ready)
 
     if args.foreground:

@@ -1184,15 +1184,17 @@ class SwiftUpload(Upload):
             raise ConfigError(f"{self._where()}: part number {number} out of range "
                               f"(Swift manifests hold {self.backend.capabilities.max_parts})")
         name = f"{self._stem}/{number:08d}"
-        md5 = hashlib.md5(data).hexdigest()
 
-        def call(conn: sc.Connection) -> None:
+        def call(conn: sc.Connection) -> str:
+            # hashed in the worker thread: 16 MiB of MD5 would stall the trio loop ~30 ms
+            md5 = hashlib.md5(data).hexdigest()
             etag = conn.put_object(self._segments, name, data, etag=md5)
             if _unquote(etag) != md5:
                 raise IntegrityError(f"{self._where()}: segment {number} stored with another MD5")
+            return md5
 
         try:
-            await self.backend._run("upload_part", call)
+            md5 = await self.backend._run("upload_part", call)
         except Exception as exc:
             raise translate(exc, f"{self._where()} part {number}") from exc
         self._parts[number] = (name, md5, len(data))
