@@ -837,7 +837,8 @@ class GcsUpload(Upload):
                 if n <= 0:
                     return
                 before = self._sent
-                chunk = bytes(self._pending[:n])
+                with memoryview(self._pending) as pending:
+                    chunk = bytes(pending[:n])  # one copy: a bytearray slice would be two
                 if self._take(self._put(chunk, f"bytes {self._sent}-{self._sent + n - 1}/*")):
                     return
                 stalls = stalls + 1 if self._sent == before else 0
