@@ -478,6 +478,7 @@ class SwiftBackend(Backend):
         try:
             return fn(conn)
         finally:
+            _forget_request_body(conn)
             if conn.url and conn.token:
                 with self._lock:
                     self._token = (conn.url, conn.token)
@@ -1150,6 +1151,19 @@ def _total(content_range: str | None, got: int) -> int | None:
         return got
     total = content_range.rsplit("/", 1)[-1].strip()
     return int(total) if total.isdigit() else None
+
+
+def _forget_request_body(conn: sc.Connection) -> None:
+    """Let go of the body of the connection's last request.
+
+    swiftclient's HTTPConnection keeps its last ``requests`` response, and the response its
+    request, body included, until the connection's next request: every worker thread's
+    connection would hold on to the last segment it sent (16 MiB each) for as long as the
+    thread lives."""
+    http = conn.http_conn[1] if conn.http_conn else None
+    request = getattr(getattr(http, "resp", None), "request", None)
+    if request is not None:
+        request.body = None
 
 
 class SwiftUpload(Upload):

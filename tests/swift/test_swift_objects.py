@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -315,3 +316,19 @@ async def test_a_tree_move_costs_plain_objects_one_copy_and_one_delete(
     # the old SLO's and DLO's segments went with them; the copy's segments stay
     left = await in_thread(segment_names, sdk, container)
     assert left and all(s.startswith("u/slo/") for s in left)
+
+
+async def test_a_sent_part_is_not_kept_by_the_connection(swift: SwiftBackend) -> None:
+    # swiftclient keeps each connection's last response, and with it the request's body:
+    # every worker thread would hold its last segment (16 MiB in a mount) while it lives
+    part = MiB
+    data = os.urandom(part)
+    refs = sys.getrefcount(data)
+    upload = await swift.begin_upload("kept/big", {}, part_size=part)
+    await upload.write_part(1, data)
+    assert sys.getrefcount(data) == refs
+    await upload.write_part(2, b"tail")
+    await upload.complete()
+    await swift.put("kept/small", data, {})
+    assert sys.getrefcount(data) == refs
+    assert await swift.get_range("kept/big", 0, part + 4) == data + b"tail"
