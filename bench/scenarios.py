@@ -180,6 +180,7 @@ class Runner:
             if usage is not None:
                 self.out.cpu_total += usage[0]
                 self.out.rss_peak_kib = max(self.out.rss_peak_kib, usage[1])
+                self.out.notes[f"rss_{name}_mib"] = round(usage[1] / 1024, 1)
             try:
                 m.stop()
             except Exception as exc:
