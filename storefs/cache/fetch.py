@@ -192,6 +192,7 @@ class Fetcher:
                 pending.event.set()  # readers need not wait for the disk
                 if self.cache.wants(name):
                     pages.append((name, page))
+            del data  # the run's buffer is not kept while its pages go to disk
             # page files are written off the trio thread: a disk under write pressure
             # must not stall every other request
             sizes = await trio.to_thread.run_sync(
