@@ -44,12 +44,16 @@ def _answers(url: str) -> bool:
         return bool(r.status == 200)
 
 
-def launch_fake_gcs(workdir: Path) -> dict[str, Any]:
-    """Start fake-gcs-server detached on a free loopback port and wait until it answers."""
+def launch_fake_gcs(workdir: Path, memory_limit: str = GOMEMLIMIT) -> dict[str, Any]:
+    """Start fake-gcs-server detached on a free loopback port and wait until it answers.
+
+    ``memory_limit`` is its GOMEMLIMIT: below what it holds, the Go runtime collects
+    garbage without pause and every request slows down (the benchmark's data set is
+    larger than the tests')."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = workdir / "fake-gcs.log"
-    env = {**os.environ, "GOMEMLIMIT": GOMEMLIMIT}
+    env = {**os.environ, "GOMEMLIMIT": memory_limit}
     env.pop("STORAGE_EMULATOR_HOST", None)
     proc = spawn([str(fake_gcs_binary()), "-scheme", "http", "-host", "127.0.0.1",
                   "-port", str(port), "-external-url", url, "-public-host", f"127.0.0.1:{port}",
