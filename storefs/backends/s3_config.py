@@ -270,6 +270,9 @@ def _rank(where: str) -> int:
 def _endpoint(value: str, tls: bool | None, source: str) -> tuple[str, bool]:
     """An endpoint URL with a scheme (``host:port`` alone takes it from ``tls``)."""
     value = value.strip().rstrip("/")
+    if not value:
+        raise ConfigError(f"{source}: endpoint is empty (give a URL such as "
+                          "https://s3.example.com, or leave the option out)")
     if "://" not in value:
         scheme = "http" if tls is False else "https"
         value = f"{scheme}://{value}"

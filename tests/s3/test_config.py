@@ -162,6 +162,7 @@ s3:
     ({"colour": "blue"}, "unknown S3 option 'colour'"),
     ({"endpoint": "http://h:1", "tls": "true"}, "says http:// but tls=true"),
     ({"endpoint": "ftp://h"}, "is not an http:// or https:// URL"),
+    ({"endpoint": ""}, "endpoint is empty"),
     ({"part_size": "1M"}, "S3 parts are 5 MiB to 5 GiB"),
     ({"part_size": "lots"}, "expected a size such as"),
     ({"addressing_style": "sideways"}, "expected path, virtual or auto"),
