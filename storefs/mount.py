@@ -171,7 +171,8 @@ MALLOC_MMAP_THRESHOLD = 2 * 1024 * 1024
 #: pages the chunk cache keeps in memory: those being read now (the kernel reads a page in
 #: several requests).  Pages read ahead are served from their files (the kernel's page
 #: cache) once out of it: a window's worth in memory (48 MiB) was a third of an S3
-#: mount's peak RSS, for the same read speed.
+#: mount's peak RSS, for the same read speed.  Without room on disk for them (a tiny,
+#: disabled or full cache) memory keeps a read-ahead window more.
 MEMORY_PAGES = 8
 
 
@@ -247,8 +248,13 @@ class Mount:
         opts = req.options
         assert self.cache_dir is not None
         chunk = opts.integer("chunk_size")
+        readahead = opts.integer("readahead")
+        # a disk cache smaller than two read-ahead windows cannot keep pages until their
+        # reader comes: memory keeps a window then
         self.chunks = ChunkCache(self.cache_dir / "chunks", opts.integer("cache_size"),
-                                 memory_pages=MEMORY_PAGES)
+                                 memory_pages=MEMORY_PAGES,
+                                 diskless_pages=MEMORY_PAGES + max(1, readahead // chunk),
+                                 disk_floor=2 * readahead)
         fetcher = Fetcher(self.backend, self.chunks, chunk, opts.integer("read_parallel"))
         writeback = WriteBack(self.backend, fetcher, self.cache_dir / "dirty",
                               parallel=opts.integer("write_parallel"),

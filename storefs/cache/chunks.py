@@ -45,10 +45,18 @@ def version_id(key: str, etag: str) -> str:
 class ChunkCache:
     """Size-capped LRU of pages on disk (see the module docstring)."""
 
-    def __init__(self, root: Path, capacity: int, memory_pages: int = 16) -> None:
+    def __init__(self, root: Path, capacity: int, memory_pages: int = 16, *,
+                 diskless_pages: int = 0, disk_floor: int = 0) -> None:
+        """``memory_pages`` pages stay in memory while the disk holds at least
+        ``disk_floor`` bytes, ``diskless_pages`` (if more) when it holds less: pages read
+        ahead wait for their reader in page files, and a cache too small for them (or
+        turned off, or shrunk by a full disk) would drop them before they are read,
+        and every one would be fetched again."""
         self.root = root
         self.capacity = capacity
-        self.memory_pages = memory_pages
+        self._memory_pages = memory_pages
+        self.diskless_pages = diskless_pages
+        self.disk_floor = disk_floor
         self._pages: OrderedDict[str, int] = OrderedDict()  # file name -> size, LRU first
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         #: open descriptors of page files recently read in part (random readers)
@@ -80,6 +88,13 @@ class ChunkCache:
             self._pages[name] = size
             self.used += size
         self._evict()
+
+    @property
+    def memory_pages(self) -> int:
+        """Pages kept in memory now (see ``__init__``)."""
+        if self.capacity < self.disk_floor:
+            return max(self._memory_pages, self.diskless_pages)
+        return self._memory_pages
 
     def _path(self, name: str) -> Path:
         return self.root / name[:2] / name
@@ -171,7 +186,8 @@ class ChunkCache:
         return load
 
     def has(self, key: str, etag: str, index: int) -> bool:
-        return self.name(key, etag, index) in self._pages
+        name = self.name(key, etag, index)
+        return name in self._pages or name in self._memory
 
     def put(self, key: str, etag: str, index: int, data: bytes) -> None:
         """Keep a page (memory now, disk too); the disk write happens on this thread."""
@@ -249,7 +265,8 @@ class ChunkCache:
         while self.used > self.capacity and self._pages:
             name, size = self._pages.popitem(last=False)
             self.used -= size
-            self._memory.pop(name, None)
+            # a copy in memory stays, under memory's own bound: pages read ahead into a
+            # cache smaller than the read-ahead would otherwise be gone before their reader
             self._close(name)
             self.evictions += 1
             with contextlib.suppress(OSError):

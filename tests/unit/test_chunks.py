@@ -81,3 +81,22 @@ def test_partial_reads_come_from_the_page_file_and_stop_at_eviction(tmp_path: Pa
     assert cache.read("k", "e", 2, 0, 3) == bytes(3)
     cache.clear()
     assert cache.read("k", "e", 2, 0, 3) is None
+
+
+def test_pages_outlive_their_files_in_memory_when_the_disk_is_too_small(tmp_path: Path) -> None:
+    # read-ahead pages wait for their reader in page files: a cache too small for them
+    # keeps them in memory instead (a read-ahead window), and evicting a file keeps its copy
+    small = ChunkCache(tmp_path / "s", capacity=250, memory_pages=1, diskless_pages=4,
+                       disk_floor=1000)
+    assert small.memory_pages == 4
+    for i in range(4):
+        small.put("k", "e", i, bytes([i]) * 100)
+    assert small.used <= 250 and small.statistics()["evictions"] >= 2
+    assert all(small.has("k", "e", i) for i in range(4))
+    assert [small.get("k", "e", i) for i in range(4)] == [bytes([i]) * 100 for i in range(4)]
+    roomy = ChunkCache(tmp_path / "r", capacity=10_000, memory_pages=1, diskless_pages=4,
+                       disk_floor=1000)
+    assert roomy.memory_pages == 1
+    roomy.put("k", "e", 0, bytes(600))
+    roomy.stored("k-other", -1)  # a full disk: the cache shrinks below the floor
+    assert roomy.capacity < 1000 and roomy.memory_pages == 4
