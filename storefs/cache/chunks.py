@@ -59,6 +59,10 @@ class ChunkCache:
         self.disk_floor = disk_floor
         self._pages: OrderedDict[str, int] = OrderedDict()  # file name -> size, LRU first
         self._memory: OrderedDict[str, bytes] = OrderedDict()
+        #: pages in memory read ahead and not read yet: evicted only when memory holds
+        #: nothing else (a page just read is the least likely to be wanted again, and the
+        #: next one the reader wants is always among these)
+        self._unread: set[str] = set()
         #: open descriptors of page files recently read in part (random readers)
         self._fds: OrderedDict[str, int] = OrderedDict()
         #: how many of them to keep: a quarter of the descriptor limit at most, read at
@@ -108,6 +112,7 @@ class ChunkCache:
         data = self._memory.get(name)
         if data is not None:
             self._memory.move_to_end(name)
+            self._unread.discard(name)
             if name in self._pages:
                 self._pages.move_to_end(name)
             self.hits += 1
@@ -196,10 +201,12 @@ class ChunkCache:
         if self.wants(name):
             self.stored(name, self.write_file(name, data))
 
-    def remember(self, key: str, etag: str, index: int, data: bytes) -> str:
-        """Keep a page in memory; returns its name for ``write_file``/``stored``."""
+    def remember(self, key: str, etag: str, index: int, data: bytes, *,
+                 ahead: bool = False) -> str:
+        """Keep a page in memory (``ahead``: read ahead, not read yet); returns its name
+        for ``write_file``/``stored``."""
         name = self.name(key, etag, index)
-        self._remember(name, data)
+        self._remember(name, data, ahead=ahead)
         return name
 
     def wants(self, name: str) -> bool:
@@ -243,11 +250,21 @@ class ChunkCache:
         self.used += size
         self._evict()
 
-    def _remember(self, name: str, data: bytes) -> None:
+    def _remember(self, name: str, data: bytes, *, ahead: bool = False) -> None:
         self._memory[name] = data
         self._memory.move_to_end(name)
+        if ahead:
+            self._unread.add(name)
+        else:
+            self._unread.discard(name)
         while len(self._memory) > self.memory_pages:
-            self._memory.popitem(last=False)
+            # least recently used first, pages read ahead and not read yet last: LRU alone
+            # dropped the reader's next page once the pages it had just read (moved to the
+            # end by their reads) outnumbered the slack above the read-ahead window
+            victim = next((n for n in self._memory if n not in self._unread),
+                          next(iter(self._memory)))
+            del self._memory[victim]
+            self._unread.discard(victim)
 
     def _close(self, name: str) -> None:
         fd = self._fds.pop(name, None)
@@ -260,6 +277,7 @@ class ChunkCache:
         if size is not None:
             self.used -= size
         self._memory.pop(name, None)
+        self._unread.discard(name)
 
     def _evict(self) -> None:
         while self.used > self.capacity and self._pages:
@@ -281,6 +299,7 @@ class ChunkCache:
                 self._path(name).unlink()
         self._pages.clear()
         self._memory.clear()
+        self._unread.clear()
         self.used = 0
 
     def statistics(self) -> dict[str, Any]:

@@ -187,7 +187,7 @@ class Fetcher:
             pages: list[tuple[str, bytes]] = []
             for i, (index, pending) in enumerate(zip(run, pendings, strict=True)):
                 page = data[i * self.page_size:(i + 1) * self.page_size]
-                name = self.cache.remember(key, etag, index, page)
+                name = self.cache.remember(key, etag, index, page, ahead=True)
                 pending.data = page
                 pending.event.set()  # readers need not wait for the disk
                 if self.cache.wants(name):

@@ -83,6 +83,21 @@ def test_partial_reads_come_from_the_page_file_and_stop_at_eviction(tmp_path: Pa
     assert cache.read("k", "e", 2, 0, 3) is None
 
 
+def test_memory_drops_pages_already_read_before_pages_read_ahead(tmp_path: Path) -> None:
+    # a sequential reader's pages just read were moved to the LRU's end by their reads and
+    # outranked the pages read ahead for it: its next page was dropped and fetched again
+    cache = ChunkCache(tmp_path, capacity=0, memory_pages=4)
+    for i in range(4):
+        cache.remember("k", "e", i, bytes([i]) * 10, ahead=True)
+    assert cache.get("k", "e", 0) and cache.get("k", "e", 1)  # the reader reads two
+    cache.remember("k", "e", 4, b"4" * 10, ahead=True)
+    cache.remember("k", "e", 5, b"5" * 10, ahead=True)
+    assert [cache.has("k", "e", i) for i in range(6)] == [False, False, True, True, True, True]
+    # only pages read ahead left: the oldest of them goes
+    cache.remember("k", "e", 6, b"6" * 10, ahead=True)
+    assert [cache.has("k", "e", i) for i in range(2, 7)] == [False, True, True, True, True]
+
+
 def test_pages_outlive_their_files_in_memory_when_the_disk_is_too_small(tmp_path: Path) -> None:
     # read-ahead pages wait for their reader in page files: a cache too small for them
     # keeps them in memory instead (a read-ahead window), and evicting a file keeps its copy
