@@ -50,6 +50,12 @@ _WRITE = 1
 _TRUNCATE = 2
 STATE = "state.json"
 DATA = "data"
+#: journal directories emptied by ``discard``, by parent, kept for the next ``create``:
+#: creating a directory (and the first files in it) costs ext4 a block allocation each
+#: time, 200 us of a small file's 1.2 ms, where renaming an empty one costs 100 us.
+#: A mount that starts removes any left over (no ``state.json``: see ``WriteBack.recover``)
+_FREE_DIRS: dict[str, list[str]] = {}
+_FREE_KEPT = 32
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,8 @@ class DirtyFile:
         self._log_fd = -1
         #: an upload the journal does not show yet (``uploaded(record=False)``)
         self._unrecorded = False
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not directory.is_dir():
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.fd = os.open(directory / DATA, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         if journal:
             self.save_state()
@@ -137,7 +144,23 @@ class DirtyFile:
     @classmethod
     def create(cls, root: Path, key: str, size: int, **kwargs: Any) -> DirtyFile:
         directory = root / f"{int(time.time())}-{secrets.token_hex(6)}"
+        free = _FREE_DIRS.get(str(root))
+        while free:
+            try:
+                os.rename(free.pop(), directory)
+                break
+            except OSError:
+                continue  # removed meanwhile: the next one, or a new directory
         return cls(directory, key, size, **kwargs)
+
+    @staticmethod
+    def never_created(directory: Path) -> bool:
+        """Whether a journal whose state does not parse is one whose creation never
+        finished: the first state is written in place (``save_state``), later ones
+        replace it whole, so only a first one can be cut short, and only a first one
+        goes with ``log.1`` alone."""
+        logs = [p.name for p in directory.iterdir() if p.name.startswith("log.")]
+        return logs == ["log.1"]
 
     @classmethod
     def recover(cls, directory: Path) -> DirtyFile:
@@ -215,13 +238,28 @@ class DirtyFile:
             "pending": not self.clean,
             "saved": time.time(),
         }
-        tmp = f"{d}/{STATE}.tmp"
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            _full_write(out, json.dumps(state).encode())
-        finally:
-            os.close(out)
-        os.replace(tmp, f"{d}/{STATE}")
+        if self._log_seq == 1:
+            # the first state of a new file replaces none: written in place by one
+            # write(2), which a killed process never leaves half done (a failed one
+            # removes it: the create fails, and nothing was acknowledged)
+            target = f"{d}/{STATE}"
+            out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                _full_write(out, json.dumps(state).encode())
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(target)
+                raise
+            finally:
+                os.close(out)
+        else:
+            tmp = f"{d}/{STATE}.tmp"
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                _full_write(out, json.dumps(state).encode())
+            finally:
+                os.close(out)
+            os.replace(tmp, f"{d}/{STATE}")
         old_fd, old_seq = self._log_fd, self._log_seq - 1
         self._log_fd = fd
         if old_fd >= 0:
@@ -444,9 +482,24 @@ class DirtyFile:
         self.fd = self._log_fd = -1
         # the names it holds are known: four calls, where rmtree lists the directory first
         d = str(self.dir)
+        emptied = True
         for name in (DATA, STATE, f"log.{self._log_seq}"):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(f"{d}/{name}")
+            except FileNotFoundError:
+                pass
+            except OSError:
+                emptied = False
+        free = _FREE_DIRS.setdefault(str(self.dir.parent), [])
+        if emptied and len(free) < _FREE_KEPT:
+            spare = f"{self.dir.parent}/free-{secrets.token_hex(6)}"
+            with contextlib.suppress(OSError):
+                # kept only if empty: renaming over nothing, a directory with anything
+                # left in it (a torn save) is removed below instead
+                if not os.listdir(d):
+                    os.rename(d, spare)
+                    free.append(spare)
+                    return
         try:
             os.rmdir(d)
         except FileNotFoundError:

@@ -153,6 +153,9 @@ class WriteBack:
             try:
                 df = DirtyFile.recover(d)
             except (OSError, ValueError, KeyError) as exc:
+                if isinstance(exc, ValueError) and DirtyFile.never_created(d):
+                    _rmtree(d)  # killed while writing its first state: nothing was acked
+                    continue
                 log.error("cannot recover pending upload in %s: %s (left in place)", d, exc)
                 continue
             if df.clean:

@@ -3,9 +3,11 @@ acknowledged."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import pytest
 import trio
 
 from storefs.cache.dirty import DirtyFile, Expect
@@ -65,9 +67,64 @@ def test_discard_leaves_nothing_behind(tmp_path: Path) -> None:
         for i in range(saves):
             df.set_metadata({"mode": str(i)})  # each save starts a new log
         df.discard()
+    # what stays is an empty directory, kept for the next file (not a pending upload)
+    left = list(tmp_path.iterdir())
+    assert len(left) == 1 and left[0].name.startswith("free-") and not any(left[0].iterdir())
     # a torn save's temporary file (a crash mid-save, then recovery) goes too
     df = DirtyFile.create(tmp_path, "torn", 0, base=None, base_etag=None, expect=Expect(),
                           metadata={}, content_type=None)
     (df.dir / "state.json.tmp").write_text("{")
     df.discard()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_discarded_journal_directory_is_taken_by_the_next_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a directory a file is created in costs ext4 a block each time: 200 us of a small
+    # file's 1.2 ms on file://, where renaming a kept empty one costs 100 us
+    made: list[str] = []
+    real_mkdir = os.mkdir
+
+    def mkdir(path: str, *args: object, **kwargs: object) -> None:
+        made.append(str(path))
+        real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    for i in range(5):
+        df = DirtyFile.create(tmp_path, f"k{i}", 0, base=None, base_etag=None,
+                              expect=Expect(), metadata={}, content_type=None)
+        df.write(0, b"x")
+        assert [p.name for p in tmp_path.iterdir()] == [df.dir.name]
+        df.discard()
+    assert len(made) == 1
+
+
+def test_a_mount_killed_while_creating_a_file_recovers_without_complaint(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # the first state is written in place: a kill in the middle leaves it cut short, with
+    # nothing acknowledged; recovery removes it, where a later torn state would be an error
+    from storefs.backends.mem import MemBackend
+    from storefs.backends.retrying import RetryingBackend
+    from storefs.cache.chunks import ChunkCache
+    from storefs.cache.fetch import Fetcher
+    from storefs.cache.writeback import WriteBack
+
+    root = tmp_path / "dirty"
+    kept = DirtyFile.create(root, "kept", 0, base=None, base_etag=None, expect=Expect(),
+                            metadata={}, content_type=None)
+    kept.write(0, b"acknowledged")
+    kept.set_metadata({"mode": "33188"})  # a second state: log.2
+    cut = DirtyFile.create(root, "cut", 0, base=None, base_etag=None, expect=Expect(),
+                           metadata={}, content_type=None)
+    (cut.dir / "state.json").write_bytes((cut.dir / "state.json").read_bytes()[:20])
+    spare = root / "free-0123"
+    spare.mkdir()
+    backend = RetryingBackend(MemBackend("t"))
+    wb = WriteBack(backend, Fetcher(backend, ChunkCache(tmp_path / "c", 1 << 20), 1 << 20, 2),
+                   root)
+    with caplog.at_level(logging.ERROR):
+        found = wb.recover()
+    assert [df.key for df in found] == ["kept"]
+    assert trio.run(found[0].read, 0, 100) == b"acknowledged"
+    assert not cut.dir.exists() and not spare.exists()
+    assert not caplog.records
