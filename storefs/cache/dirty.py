@@ -158,9 +158,14 @@ class DirtyFile:
         """Whether a journal whose state does not parse is one whose creation never
         finished: the first state is written in place (``save_state``), later ones
         replace it whole, so only a first one can be cut short, and only a first one
-        goes with ``log.1`` alone."""
-        logs = [p.name for p in directory.iterdir() if p.name.startswith("log.")]
-        return logs == ["log.1"]
+        goes with ``log.1`` alone.  Both that log and the spool must be empty: a file
+        whose creation was acknowledged may have writes in them, and a state damaged
+        some other way must not take those with it."""
+        logs = [p for p in directory.iterdir() if p.name.startswith("log.")]
+        if [p.name for p in logs] != ["log.1"] or logs[0].stat().st_size:
+            return False
+        data = directory / DATA
+        return not data.exists() or data.stat().st_size == 0
 
     @classmethod
     def recover(cls, directory: Path) -> DirtyFile:

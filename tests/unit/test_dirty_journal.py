@@ -117,6 +117,11 @@ def test_a_mount_killed_while_creating_a_file_recovers_without_complaint(
     cut = DirtyFile.create(root, "cut", 0, base=None, base_etag=None, expect=Expect(),
                            metadata={}, content_type=None)
     (cut.dir / "state.json").write_bytes((cut.dir / "state.json").read_bytes()[:20])
+    # a damaged state of a file that has writes stays, with an error (as before)
+    damaged = DirtyFile.create(root, "damaged", 0, base=None, base_etag=None,
+                               expect=Expect(), metadata={}, content_type=None)
+    damaged.write(0, b"acknowledged too")
+    (damaged.dir / "state.json").write_bytes(b"{")
     spare = root / "free-0123"
     spare.mkdir()
     backend = RetryingBackend(MemBackend("t"))
@@ -127,4 +132,5 @@ def test_a_mount_killed_while_creating_a_file_recovers_without_complaint(
     assert [df.key for df in found] == ["kept"]
     assert trio.run(found[0].read, 0, 100) == b"acknowledged"
     assert not cut.dir.exists() and not spare.exists()
-    assert not caplog.records
+    assert damaged.dir.exists()
+    assert [r.getMessage().startswith("cannot recover") for r in caplog.records] == [True]
