@@ -134,6 +134,8 @@ class WriteBack:
         self.conflicts = 0
         self.streamed_parts = 0
         self.copied_parts = 0
+        #: emptied journal directories for new dirty files (``DirtyFile.spares``)
+        self.spare_dirs: list[str] = []
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -158,6 +160,7 @@ class WriteBack:
                     continue
                 log.error("cannot recover pending upload in %s: %s (left in place)", d, exc)
                 continue
+            df.spares = self.spare_dirs
             if df.clean:
                 df.discard()
                 continue
@@ -178,7 +181,8 @@ class WriteBack:
         if not self.caps.conditional_put:
             expect = Expect()
         return DirtyFile.create(self.root, key, size, base=base, base_etag=base_etag,
-                                expect=expect, metadata=metadata, content_type=content_type)
+                                expect=expect, metadata=metadata, content_type=content_type,
+                                spares=self.spare_dirs)
 
     # -- streaming ----------------------------------------------------------------------------
 

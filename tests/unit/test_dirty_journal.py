@@ -60,9 +60,11 @@ def test_uploaded_and_unchanged_files_are_not_uploaded_again(tmp_path: Path) -> 
 def test_discard_leaves_nothing_behind(tmp_path: Path) -> None:
     # every file a close uploads is discarded: a leftover would pile up in the cache and
     # come back as a pending upload after the next crash
+    spares: list[str] = []
     for saves in (0, 3):
         df = DirtyFile.create(tmp_path, f"k{saves}", 0, base=None, base_etag=None,
-                              expect=Expect(), metadata={}, content_type=None)
+                              expect=Expect(), metadata={}, content_type=None,
+                              spares=spares)
         df.write(0, b"x")
         for i in range(saves):
             df.set_metadata({"mode": str(i)})  # each save starts a new log
@@ -70,9 +72,10 @@ def test_discard_leaves_nothing_behind(tmp_path: Path) -> None:
     # what stays is an empty directory, kept for the next file (not a pending upload)
     left = list(tmp_path.iterdir())
     assert len(left) == 1 and left[0].name.startswith("free-") and not any(left[0].iterdir())
+    assert spares == [str(left[0])]
     # a torn save's temporary file (a crash mid-save, then recovery) goes too
     df = DirtyFile.create(tmp_path, "torn", 0, base=None, base_etag=None, expect=Expect(),
-                          metadata={}, content_type=None)
+                          metadata={}, content_type=None, spares=spares)
     (df.dir / "state.json.tmp").write_text("{")
     df.discard()
     assert list(tmp_path.iterdir()) == []
@@ -90,16 +93,24 @@ def test_a_discarded_journal_directory_is_taken_by_the_next_file(
         real_mkdir(path, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(os, "mkdir", mkdir)
+    spares: list[str] = []
     for i in range(5):
         df = DirtyFile.create(tmp_path, f"k{i}", 0, base=None, base_etag=None,
-                              expect=Expect(), metadata={}, content_type=None)
+                              expect=Expect(), metadata={}, content_type=None,
+                              spares=spares)
         df.write(0, b"x")
         assert [p.name for p in tmp_path.iterdir()] == [df.dir.name]
         df.discard()
     assert len(made) == 1
+    # without a place to keep it (a journal recovered on its own) the directory goes
+    df = DirtyFile.recover(DirtyFile.create(tmp_path, "alone", 0, base=None, base_etag=None,
+                                            expect=Expect(), metadata={},
+                                            content_type=None).dir)
+    df.discard()
+    assert [p.name.startswith("free-") for p in tmp_path.iterdir()] == [True]
 
 
-def test_a_mount_killed_while_creating_a_file_recovers_without_complaint(
+def test_recovery_removes_a_first_state_cut_short_and_keeps_a_damaged_one(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     # the first state is written in place: a kill in the middle leaves it cut short, with
     # nothing acknowledged; recovery removes it, where a later torn state would be an error
@@ -134,3 +145,9 @@ def test_a_mount_killed_while_creating_a_file_recovers_without_complaint(
     assert not cut.dir.exists() and not spare.exists()
     assert damaged.dir.exists()
     assert [r.getMessage().startswith("cannot recover") for r in caplog.records] == [True]
+    # the mount keeps a recovered file's directory once it is done, for its next file
+    found[0].discard()
+    assert len(wb.spare_dirs) == 1
+    new = wb.create("new", 0, base=None, base_etag=None, expect=Expect(), metadata={},
+                    content_type=None)
+    assert wb.spare_dirs == [] and new.spares is wb.spare_dirs
