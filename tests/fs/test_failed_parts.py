@@ -25,8 +25,9 @@ _n = itertools.count()
 
 
 class RefusedParts(MemBackend):
-    """A store that refuses every part of a multipart upload, two at a time: each part
-    waits for the next one to arrive, then both fail in the same instant."""
+    """A store that refuses every part of a multipart upload: the first two together (the
+    first waits for the second to arrive, then both fail in the same instant), any later
+    one at once."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name, "")
@@ -45,10 +46,12 @@ class RefusedParts(MemBackend):
                 return
             mine = trio.Event()
             arrived.append(mine)
-            if len(arrived) % 2 == 0:
-                arrived[-2].set()  # the partner waiting for this one
-            else:
+            if len(arrived) == 2:
+                arrived[0].set()  # the partner waiting for this one
+            elif len(arrived) == 1:
                 await mine.wait()
+            # a later part of the same upload (the last one, sent alone at close) is
+            # refused at once: waiting for a partner that never comes hung the test
             store.refused += 1
             raise PermissionDenied(f"mem://{key} part {number}: quota exceeded")
 
