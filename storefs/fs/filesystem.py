@@ -32,7 +32,7 @@ import logging
 import mimetypes
 import os
 import stat
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,7 +229,7 @@ class Filesystem:
         attr = posix_meta.decode(probe, self.opts.defaults).attr.with_(size=df.size)
         inode = self.inodes.at(df.key) or self.inodes.add(df.key, attr)
         inode.attr = attr
-        inode.local_only = df.expect.absent
+        self.inodes.set_local_only(inode, df.expect.absent)
         if df.base_etag is not None and df.base is None and df.base_limit > 0:
             base_meta = ObjectMeta(key=df.key, size=df.base_limit, etag=df.base_etag, mtime=0)
             df.base = self.writeback.base_reader(df.key, base_meta)
@@ -715,7 +715,7 @@ class Filesystem:
         if inode is None or inode.dirty is not df:
             return
         inode.meta = meta
-        inode.local_only = False
+        self.inodes.set_local_only(inode, False)
         inode.checked = trio.current_time()
         inode.complete = True
         if self.attrs is not None:
@@ -740,7 +740,7 @@ class Filesystem:
             # show the other client's version from now on
             inode.dirty = None
             inode.complete = False
-            inode.local_only = False
+            self.inodes.set_local_only(inode, False)
             inode.kernel_etag = None
             if inode.opens == 0:
                 df.discard()
@@ -1008,7 +1008,7 @@ class Filesystem:
         self.inodes.move(old, dst_path)
         df.key = dst_path
         df.expect = expect
-        src.local_only = expect.absent or dst is None
+        self.inodes.set_local_only(src, expect.absent or dst is None)
         df.save_state()
         self.cache.removed(old)
         self.cache.added(dst_path, None, False)
@@ -1196,7 +1196,7 @@ class Filesystem:
             return handle, existing
         attr = self._new_attr(stat.S_IFREG, mode, uid, gid)
         inode = self.inodes.add(path, attr)
-        inode.local_only = True
+        self.inodes.set_local_only(inode, True)
         inode.complete = True
         inode.checked = trio.current_time()
         try:
@@ -1206,7 +1206,7 @@ class Filesystem:
                                               content_type=self._content_type(inode),
                                               if_none_match=True)
                 inode.meta = meta
-                inode.local_only = False
+                self.inodes.set_local_only(inode, False)
             self._ensure_dirty(inode)
         except BaseException:
             self.inodes.detach(inode)
@@ -1300,15 +1300,26 @@ class Filesystem:
     async def readdir(self, fh: int, start: int) -> AsyncGenerator[tuple[str, Inode, int], None]:
         """Entries from index ``start``: ``(name, inode, next offset)``.  The caller calls
         ``remember(inode)`` for every entry the kernel accepted."""
+        async with contextlib.aclosing(self.readdir_batches(fh, start)) as batches:
+            async for batch in batches:
+                for entry in batch:
+                    yield entry
+
+    async def readdir_batches(self, fh: int, start: int
+                              ) -> AsyncGenerator[Iterator[tuple[str, Inode, int]], None]:
+        """``readdir`` as runs of entries that are at hand (a cached listing, or a page just
+        fetched), each run a plain iterator: a listing of 10,000 names then costs one
+        asynchronous step per page, not per name.  Consume each run whole before asking for
+        the next (or close the generator)."""
         self._count("readdir")
         handle = self.handles.dir(fh)
         if start == 0 and handle.started:
             handle.reset()  # rewinddir: list again
         if start == 0 and not handle.started:
-            cached = self.cache.listing(handle.path)
+            cached = self.cache.listing_entries(handle.path)
             if cached is not None:
-                for name, child in cached.items():
-                    handle.add(name, child)
+                listing, entries = cached
+                handle.fill(entries, listing.keys())
                 self._add_pending(handle)
                 handle.done = True
         handle.started = True
@@ -1316,11 +1327,33 @@ class Filesystem:
         while True:
             while i >= len(handle.entries) and not handle.done:
                 await self._next_page(handle)
-            if i >= len(handle.entries):
+            end = len(handle.entries)
+            if i >= end:
                 return
-            name, child = handle.entries[i]
+            yield self._entries_at(handle, i, end)
+            i = end
+
+    def _entries_at(self, handle: DirHandle, i: int, end: int
+                    ) -> Iterator[tuple[str, Inode, int]]:
+        now = trio.current_time()
+        entries = handle.entries
+        at = self.inodes.at
+        while i < end:
+            name, child = entries[i]
             i += 1
-            inode = self._entry_inode(_join(handle.path, name), child)
+            path = _join(handle.path, name)
+            inode = at(path)
+            meta = child.meta
+            if inode is not None and meta is not None and inode.meta is meta \
+                    and inode.dirty is None and not inode.local_only \
+                    and inode.attr.is_dir == meta.is_dir:
+                # listed again as the inode last took it: it only vouches for it anew (what
+                # _entry_inode does then, without its lookups, for each of a big listing)
+                if inode.complete and not meta.is_dir:
+                    inode.listed = True
+                    inode.checked = now
+            else:
+                inode = self._entry_inode(path, child)
             if inode is not None:
                 yield name, inode, i
 
@@ -1440,9 +1473,8 @@ class Filesystem:
             self.attrs.record(meta)  # (_apply_meta records what it applies)
 
     def _add_pending(self, handle: DirHandle) -> None:
-        for inode in self.inodes.below(handle.path):
-            if inode.path is None or not inode.local_only:
-                continue
+        for inode in self.inodes.local_below(handle.path):
+            assert inode.path is not None
             rest = inode.path[len(handle.path) + 1:] if handle.path else inode.path
             if "/" not in rest:
                 handle.add(rest, Child(None, False))

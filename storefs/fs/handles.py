@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Set
 from dataclasses import dataclass, field
 
 from storefs.cache.fetch import ReadAhead, VersionReader
 from storefs.errors import StorefsError
 from storefs.fs.inodes import Inode, StaleInode
-from storefs.fs.metacache import Child
+from storefs.fs.metacache import Child, Entries
 
 
 @dataclass(eq=False)
@@ -39,21 +40,36 @@ class DirHandle:
     fh: int
     inode: Inode
     path: str
-    entries: list[tuple[str, Child]] = field(default_factory=list)
-    seen: set[str] = field(default_factory=set)
+    entries: Entries = field(default_factory=list)
+    seen: Set[str] = field(default_factory=set)
     token: str | None = None
     done: bool = False
     started: bool = False
+    #: ``entries`` and ``seen`` are the metadata cache's (``fill``): copied before a change
+    shared: bool = False
 
     def add(self, name: str, child: Child) -> None:
         if name in self.seen:
             return  # a file and a prefix of the same name: the first one listed wins
+        if self.shared or not isinstance(self.seen, set):
+            self.entries = list(self.entries)
+            self.seen = set(self.seen)
+            self.shared = False
+        assert isinstance(self.seen, set)
         self.seen.add(name)
         self.entries.append((name, child))
 
+    def fill(self, entries: Entries, names: Set[str]) -> None:
+        """All of a directory's entries at once, from a cached listing: ``entries`` and
+        ``names`` are shared with the cache (a big directory is not copied per opendir)."""
+        self.entries = entries
+        self.seen = names
+        self.shared = True
+
     def reset(self) -> None:
-        self.entries.clear()
-        self.seen.clear()
+        self.entries = []
+        self.seen = set()
+        self.shared = False
         self.token = None
         self.done = False
 

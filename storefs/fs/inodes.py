@@ -34,8 +34,8 @@ class StaleInode(StorefsError):
 
 class Inode:
     __slots__ = (
-        "attr", "checked", "complete", "dirty", "fuse_entry", "implicit", "ino", "kernel_etag",
-        "listed", "local_only", "lookups", "meta", "opens", "path", "symlink_target", "writers",
+        "_local_only", "attr", "checked", "complete", "dirty", "fuse_entry", "implicit", "ino",
+        "kernel_etag", "listed", "lookups", "meta", "opens", "path", "symlink_target", "writers",
         "xattrs",
     )
 
@@ -59,8 +59,7 @@ class Inode:
         #: how many of the open handles may write
         self.writers = 0
         self.dirty: DirtyFile | None = None
-        #: created by this mount and not in the store yet
-        self.local_only = False
+        self._local_only = False
         #: a directory of a flat store that exists only as a prefix (no marker object)
         self.implicit = False
         #: version whose bytes the kernel's page cache holds (keep_cache on open)
@@ -70,6 +69,12 @@ class Inode:
 
     def __repr__(self) -> str:
         return f"<Inode {self.ino} {self.path!r} lookups={self.lookups} opens={self.opens}>"
+
+    @property
+    def local_only(self) -> bool:
+        """Created by this mount and not in the store yet (set through
+        ``InodeTable.set_local_only``, which keeps the table's index of such inodes)."""
+        return self._local_only
 
     @property
     def busy(self) -> bool:
@@ -84,6 +89,9 @@ class InodeTable:
     def __init__(self, root: Inode) -> None:
         self._by_ino: dict[int, Inode] = {ROOT_INO: root}
         self._by_path: dict[str, Inode] = {"": root}
+        #: the inodes with ``local_only`` set: a listing of the store lacks them, so every
+        #: readdir adds those of its directory, and looks them up here, not among all inodes
+        self._local: set[Inode] = set()
         self._next = itertools.count(ROOT_INO + 1)
 
     def __len__(self) -> int:
@@ -122,8 +130,22 @@ class InodeTable:
         inode.path = None
         self.drop_if_unused(inode)
 
+    def set_local_only(self, inode: Inode, value: bool) -> None:
+        inode._local_only = value
+        if value:
+            self._local.add(inode)
+        else:
+            self._local.discard(inode)
+
+    def local_below(self, path: str) -> list[Inode]:
+        """The ``local_only`` inodes strictly below directory ``path`` ("" is the root)."""
+        prefix = f"{path}/" if path else ""
+        return [i for i in self._local
+                if i.path is not None and i.path.startswith(prefix) and i.path != path]
+
     def drop_if_unused(self, inode: Inode) -> None:
         if not inode.busy:
+            self._local.discard(inode)
             self._by_ino.pop(inode.ino, None)
             if inode.path is not None and self._by_path.get(inode.path) is inode:
                 del self._by_path[inode.path]

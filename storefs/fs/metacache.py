@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from storefs.backends.base import ObjectMeta
 
@@ -33,6 +33,8 @@ class Child:
 
 
 Listing = dict[str, Child]
+#: a listing's entries in order, as a list an open directory indexes by offset
+Entries = list[tuple[str, Child]]
 
 
 def _parent(path: str) -> tuple[str, str]:
@@ -51,6 +53,9 @@ class MetaCache:
         self._listed: TTLCache[str, ObjectMeta] = TTLCache(maxsize, max(dir_ttl, 1e-9), timer)
         self._dirs: TTLCache[str, Listing] = TTLCache(max(64, maxsize // 1000),
                                                       max(dir_ttl, 1e-9), timer)
+        #: path -> (listing, its entries): built once per listing, not per opendir, and
+        #: shared (never changed) by the open directories; dropped when the listing changes
+        self._entries: LRUCache[str, tuple[Listing, Entries]] = LRUCache(64)
         self.enabled = (attr_ttl > 0, negative_ttl > 0, dir_ttl > 0)
 
     # -- single paths ------------------------------------------------------------------
@@ -99,6 +104,17 @@ class MetaCache:
     def listing(self, path: str) -> Listing | None:
         return self._dirs.get(path)
 
+    def listing_entries(self, path: str) -> tuple[Listing, Entries] | None:
+        """``path``'s cached listing and its entries as a list, which the caller must not
+        change (it is shared until the listing changes)."""
+        listing = self._dirs.get(path)
+        if listing is None:
+            return None
+        known = self._entries.get(path)
+        if known is None or known[0] is not listing:
+            known = self._entries[path] = (listing, list(listing.items()))
+        return known
+
     def put_listing(self, path: str, listing: Listing, *, entries: bool = True) -> None:
         """Remember ``path``'s complete listing; ``entries=False``: its entries' metadata
         was already ``put`` page by page."""
@@ -126,6 +142,7 @@ class MetaCache:
         listing = self._dirs.get(parent)
         if listing is not None:
             listing[name] = Child(meta, is_dir)
+            self._entries.pop(parent, None)
 
     def removed(self, path: str) -> None:
         """``path`` was deleted by this mount (and everything below it, for a dir)."""
@@ -135,12 +152,13 @@ class MetaCache:
         listing = self._dirs.get(parent)
         if listing is not None:
             listing.pop(name, None)
+            self._entries.pop(parent, None)
         self.put_negative(path)
 
     def forget_tree(self, path: str) -> None:
         """Drop everything cached at or below ``path`` (after a directory rename)."""
         prefix = path + "/"
-        for cache in (self._stat, self._neg, self._dirs, self._listed):
+        for cache in (self._stat, self._neg, self._dirs, self._listed, self._entries):
             for key in [k for k in list(cache.keys()) if k == path or k.startswith(prefix)]:
                 cache.pop(key, None)
 
@@ -154,3 +172,4 @@ class MetaCache:
         self._listed.clear()
         self._neg.clear()
         self._dirs.clear()
+        self._entries.clear()

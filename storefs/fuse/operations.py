@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import stat
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from storefs.fuse.boundary import fuse_errors
 #: st_blksize: programs size their buffers from it (cp reads/writes in this unit), and
 #: bigger writes mean fewer FUSE requests
 BLKSIZE = 1 << 20
+_FS_ENCODING = sys.getfilesystemencoding()
 
 
 def _name(raw: bytes) -> str:
@@ -204,13 +206,15 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def readdir(self, fh: int, start_id: int, token: Any) -> None:
-        async with contextlib.aclosing(self.fs.readdir(fh, start_id)) as entries:
-            async for name, inode, next_id in entries:
-                if not pyfuse3.readdir_reply(token, os.fsencode(name), self.entry(inode),
-                                             next_id):
-                    self.fs.drop_if_unused(inode)
-                    return
-                self.fs.remember(inode)
+        async with contextlib.aclosing(self.fs.readdir_batches(fh, start_id)) as batches:
+            async for batch in batches:
+                for name, inode, next_id in batch:
+                    # os.fsencode's encoding, without its per-call checks
+                    raw = name.encode(_FS_ENCODING, "surrogateescape")
+                    if not pyfuse3.readdir_reply(token, raw, self.entry(inode), next_id):
+                        self.fs.drop_if_unused(inode)
+                        return
+                    self.fs.remember(inode)
 
     @fuse_errors
     async def releasedir(self, fh: int) -> None:

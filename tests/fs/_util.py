@@ -18,15 +18,15 @@ from storefs.fs.posix_meta import Defaults
 MiB = 1024 * 1024
 
 
-async def start_fs(backend: RetryingBackend, tmp_path: Path,
-                   nursery: trio.Nursery) -> Filesystem:
+async def start_fs(backend: RetryingBackend, tmp_path: Path, nursery: trio.Nursery,
+                   options: FsOptions | None = None) -> Filesystem:
     """The filesystem core over ``backend``, its caches under ``tmp_path``, running in
     ``nursery`` (a second one on the same ``tmp_path`` finds the first one's journal)."""
     fetcher = Fetcher(backend, ChunkCache(tmp_path / "chunks", 64 * MiB), MiB, 4)
     wb = WriteBack(backend, fetcher, tmp_path / "dirty", parallel=2)
     fetcher.start(nursery)
     wb.start(nursery)
-    filesystem = Filesystem(backend, FsOptions(Defaults(0, 0)), fetcher, wb)
+    filesystem = Filesystem(backend, options or FsOptions(Defaults(0, 0)), fetcher, wb)
     await filesystem.start()
     return filesystem
 

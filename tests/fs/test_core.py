@@ -19,8 +19,9 @@ from storefs.backends.file import FileBackend
 from storefs.backends.mem import MemBackend
 from storefs.backends.retrying import RetryingBackend, RetryPolicy
 from storefs.errors import NotEmpty, PreconditionFailed, TransientError
-from storefs.fs.filesystem import Filesystem
+from storefs.fs.filesystem import Filesystem, FsOptions
 from storefs.fs.inodes import ROOT_INO
+from storefs.fs.posix_meta import Defaults
 from tests.fs._util import all_uploaded, start_fs
 
 MiB = 1024 * 1024
@@ -365,6 +366,70 @@ async def test_readdir_offsets_stay_valid_across_pages(fs: Filesystem) -> None:
     assert sorted(names) == [f"e{i:02d}" for i in range(23)] and len(set(names)) == 23
     for inode in list(fs.inodes):
         fs.drop_if_unused(inode)
+
+
+async def _names(fs: Filesystem, ino: int) -> list[str]:
+    """What ``ls`` lists (the kernel keeps none of the inodes)."""
+    h = await fs.opendir(ino)
+    entries = [(n, i) async for n, i, _ in fs.readdir(h.fh, 0)]
+    await fs.releasedir(h.fh)
+    for _, inode in entries:
+        fs.drop_if_unused(inode)
+    return [n for n, _ in entries]
+
+
+async def test_an_open_directory_keeps_its_entries_while_a_new_one_sees_changes(
+        fs: Filesystem) -> None:
+    # a second `ls` is served from the cached listing, which open directories share:
+    # a change must reach the next opendir, never an open one's offsets (nor the cache
+    # through an open one)
+    client = other_client(fs)
+    for name in ("a", "b", "c"):
+        await client.put(name, b"x", {})
+    assert sorted(await _names(fs, ROOT_INO)) == ["a", "b", "c"]
+    requests = dict(client.store.requests)
+    h = await fs.opendir(ROOT_INO)
+    async with contextlib.aclosing(fs.readdir(h.fh, 0)) as entries:
+        first, inode, nxt = await entries.__anext__()
+        fs.drop_if_unused(inode)
+    a = await fs.lookup(ROOT_INO, "a")
+    assert a is not None
+    fs.remember(a)
+    await fs.unlink(ROOT_INO, "a")
+    pending, created = await fs.create(ROOT_INO, "new", 0o644, os.O_WRONLY | os.O_CREAT, 0, 0)
+    fs.remember(created)
+    rest = [(n, i) async for n, i, _ in fs.readdir(h.fh, nxt)]
+    await fs.releasedir(h.fh)
+    for _, inode in rest:
+        fs.drop_if_unused(inode)
+    assert sorted([first, *(n for n, _ in rest)]) == ["a", "b", "c"]  # as when opened
+    assert sorted(await _names(fs, ROOT_INO)) == ["b", "c", "new"]
+    assert sorted(await _names(fs, ROOT_INO)) == ["b", "c", "new"]  # (no duplicate)
+    assert client.store.requests.get("list") == requests.get("list")  # from the cache
+    await fs.release(pending.fh)
+    await all_uploaded(fs)
+
+
+async def test_a_file_not_uploaded_yet_is_listed_with_a_fresh_listing(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    # with dir_timeout=0 each `ls` lists the store, which does not have the file being
+    # written yet: readdir adds it, and only in its own directory
+    name = f"core{next(_n)}"
+    fs = await start_fs(RetryingBackend(MemBackend(name, "")), tmp_path, nursery,
+                        FsOptions(Defaults(0, 0), dir_timeout=0.0))
+    await MemBackend(name, "").put("d/old", b"x", {})
+    d = await fs.lookup(ROOT_INO, "d")
+    assert d is not None
+    fs.remember(d)
+    h, inode = await fs.create(d.ino, "writing", 0o644, os.O_WRONLY | os.O_CREAT, 0, 0)
+    fs.remember(inode)
+    await fs.write(h.fh, 0, b"not flushed")
+    assert sorted(await _names(fs, d.ino)) == ["old", "writing"]
+    assert await _names(fs, ROOT_INO) == ["d"]
+    await fs.release(h.fh)
+    await all_uploaded(fs)
+    assert sorted(await _names(fs, d.ino)) == ["old", "writing"]
+    assert not fs.inodes.local_below("")  # uploaded: no longer kept aside
 
 
 async def test_sequential_reads_fetch_ahead_in_a_growing_window(fs: Filesystem) -> None:
