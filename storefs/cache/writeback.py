@@ -148,8 +148,9 @@ class WriteBack:
         """Dirty files a previous mount left (killed, or stopped before they were up)."""
         found: list[DirtyFile] = []
         for d in sorted(self.root.iterdir()):
-            if not (d / "state.json").exists():
-                # a journal never completed (crash during creation) or an orphan's spool
+            if d.name.startswith("free-") or not (d / "state.json").exists():
+                # a kept empty directory, a journal never completed (crash during
+                # creation) or an orphan's spool
                 _rmtree(d)
                 continue
             try:
