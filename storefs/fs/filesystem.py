@@ -1344,16 +1344,20 @@ class Filesystem:
             path = _join(handle.path, name)
             inode = at(path)
             meta = child.meta
-            if inode is not None and meta is not None and inode.meta is meta \
-                    and inode.dirty is None and not inode.local_only \
-                    and inode.attr.is_dir == meta.is_dir:
+            if inode is not None and meta is not None and inode.dirty is None \
+                    and not inode.local_only \
+                    and ((inode.meta is meta and inode.attr.is_dir == meta.is_dir)
+                         or (inode.listed_as is meta and inode.meta is inode.listed_to
+                             and inode.complete)):
                 # listed again as the inode last took it: it only vouches for it anew (what
                 # _entry_inode does then, without its lookups, for each of a big listing)
-                if inode.complete and not meta.is_dir:
+                if inode.complete and not inode.attr.is_dir:
                     inode.listed = True
                     inode.checked = now
             else:
                 inode = self._entry_inode(path, child)
+                if inode is not None and meta is not None:
+                    inode.listed_as, inode.listed_to = meta, inode.meta
             if inode is not None:
                 yield name, inode, i
 

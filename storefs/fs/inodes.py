@@ -35,8 +35,8 @@ class StaleInode(StorefsError):
 class Inode:
     __slots__ = (
         "_local_only", "attr", "checked", "complete", "dirty", "fuse_entry", "implicit", "ino",
-        "kernel_etag", "listed", "lookups", "meta", "opens", "path", "symlink_target", "writers",
-        "xattrs",
+        "kernel_etag", "listed", "listed_as", "listed_to", "lookups", "meta", "opens", "path",
+        "symlink_target", "writers", "xattrs",
     )
 
     def __init__(self, ino: int, path: str | None, attr: Attr) -> None:
@@ -54,6 +54,11 @@ class Inode:
         self.checked = 0.0
         #: that check was a directory listing (trusted for dir_timeout, like the listing)
         self.listed = False
+        #: the listing entry (its meta object) readdir last resolved this inode from, and
+        #: ``meta`` as that left it: the same entry again, with nothing changed since,
+        #: resolves to the same (a cached listing of 10,000 names, listed again)
+        self.listed_as: ObjectMeta | None = None
+        self.listed_to: ObjectMeta | None = None
         self.lookups = 0
         self.opens = 0
         #: how many of the open handles may write

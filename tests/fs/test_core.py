@@ -14,13 +14,13 @@ import pytest
 import trio
 import trio.testing
 
-from storefs.backends.base import ObjectMeta
+from storefs.backends.base import ListPage, ObjectMeta
 from storefs.backends.file import FileBackend
 from storefs.backends.mem import MemBackend
 from storefs.backends.retrying import RetryingBackend, RetryPolicy
 from storefs.errors import NotEmpty, PreconditionFailed, TransientError
 from storefs.fs.filesystem import Filesystem, FsOptions
-from storefs.fs.inodes import ROOT_INO
+from storefs.fs.inodes import ROOT_INO, Inode
 from storefs.fs.posix_meta import Defaults
 from tests.fs._util import all_uploaded, start_fs
 
@@ -430,6 +430,50 @@ async def test_a_file_not_uploaded_yet_is_listed_with_a_fresh_listing(
     await all_uploaded(fs)
     assert sorted(await _names(fs, d.ino)) == ["old", "writing"]
     assert not fs.inodes.local_below("")  # uploaded: no longer kept aside
+
+
+class _BareListings(MemBackend):
+    """Listings without user metadata, as S3's ListObjectsV2 gives them."""
+
+    async def list_page(self, prefix: str, **kwargs: Any) -> ListPage:
+        page = await super().list_page(prefix, **kwargs)
+        bare = [dataclasses.replace(o, metadata={}, metadata_complete=False)
+                for o in page.objects]
+        return dataclasses.replace(page, objects=bare)
+
+
+async def test_a_listing_without_metadata_listed_again_keeps_what_a_head_said(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    # `ls -l` twice on S3: the second listing (from the cache) names the same versions
+    # without their modes; the attributes the HEADs gave stay, and nothing is asked again
+    name = f"core{next(_n)}"
+    other = MemBackend(name, "")
+    await other.put("d/f", b"data", {"mode": str(0o100600), "uid": "7"})
+    fs = await start_fs(RetryingBackend(_BareListings(name, "")), tmp_path, nursery)
+    d = await fs.lookup(ROOT_INO, "d")
+    assert d is not None
+    fs.remember(d)
+
+    async def listed() -> Inode:
+        h = await fs.opendir(d.ino)
+        entries = [i async for _, i, _ in fs.readdir(h.fh, 0)]
+        await fs.releasedir(h.fh)
+        assert len(entries) == 1
+        fs.remember(entries[0])
+        return entries[0]
+
+    f = await fs.getattr((await listed()).ino)  # the HEAD
+    assert (f.attr.mode, f.attr.uid, f.complete) == (0o100600, 7, True)
+    requests = dict(fs.backend.inner.store.requests)  # type: ignore[attr-defined]
+    for _ in range(2):
+        again = await listed()
+        assert again is f and (f.attr.mode, f.attr.uid, f.complete) == (0o100600, 7, True)
+    assert fs.backend.inner.store.requests == requests  # type: ignore[attr-defined]
+    # a new version (another client) in a new listing is taken, not the old attributes
+    await other.put("d/f", b"longer data", {"mode": str(0o100640)})
+    fs.cache.clear()
+    new = await fs.getattr((await listed()).ino)
+    assert (new.attr.size, new.attr.mode) == (11, 0o100640)
 
 
 async def test_sequential_reads_fetch_ahead_in_a_growing_window(fs: Filesystem) -> None:
