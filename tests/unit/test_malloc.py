@@ -75,3 +75,37 @@ def kept_mib(mode: str) -> int:
 def test_freed_parts_go_back_to_the_kernel() -> None:
     assert kept_mib("none") >= 8  # glibc's default: its threshold grows, parts stay in the heap
     assert kept_mib("tune") < 4
+
+
+
+BUFFERS = """
+import ctypes, resource, sys
+from storefs.mount import tune_malloc
+tune_malloc()
+if sys.argv[1] == "trim-128k":  # glibc's default trim threshold
+    ctypes.CDLL(None).mallopt(-1, 128 * 1024)
+keep = []
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(200):  # a FUSE write's 1 MiB buffer and a copy of it (a body piece), freed
+    buf = bytes(1 << 20)
+    piece = bytearray(buf)
+    keep.append(bytearray(8))
+    del buf, piece
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def page_faults(mode: str) -> int:
+    proc = subprocess.run([sys.executable, "-c", BUFFERS, mode], capture_output=True,
+                          text=True, check=True,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")})
+    return int(proc.stdout)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's trim threshold")
+def test_a_freed_write_buffer_is_reused_not_faulted_in_again() -> None:
+    # at glibc's 128 KiB trim threshold a freed 1 MiB buffer at the top of the heap goes
+    # back to the kernel, and the next one faults its 256 pages in again
+    untuned = page_faults("trim-128k")
+    assert untuned > 200 * 200
+    assert page_faults("tune") < untuned / 20
