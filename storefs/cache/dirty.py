@@ -496,11 +496,7 @@ class DirtyFile:
                 else:
                     shutil.rmtree(spare, ignore_errors=True)
                 return
-        for fd in (self.fd, self._log_fd):
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.fd = self._log_fd = -1
+        self._close_files()
         # the names it holds are known: four calls, where rmtree lists the directory first
         for name in (DATA, STATE, f"log.{self._log_seq}"):
             with contextlib.suppress(FileNotFoundError):
@@ -517,28 +513,30 @@ class DirtyFile:
         file costs ext4 an inode (0.3-0.8 ms here, three per small file), where truncating
         an empty-to-be one costs a tenth of that.  The spool goes when the store holds it
         (file:// links it in as the file itself).  False: something else is in there."""
-        fd, log_fd, seq = self.fd, self._log_fd, self._log_seq
-        self.fd = self._log_fd = -1
         try:
-            if fd >= 0:
-                if os.fstat(fd).st_nlink > 1:
+            if self.fd >= 0:
+                if os.fstat(self.fd).st_nlink > 1:
                     os.unlink(f"{spare}/{DATA}")
                 else:
-                    os.ftruncate(fd, 0)
-            if log_fd >= 0:
-                os.ftruncate(log_fd, 0)
-                if seq != 1:
-                    os.rename(f"{spare}/log.{seq}", f"{spare}/log.1")
+                    os.ftruncate(self.fd, 0)
+            if self._log_fd >= 0:
+                os.ftruncate(self._log_fd, 0)
+                if self._log_seq != 1:
+                    os.rename(f"{spare}/log.{self._log_seq}", f"{spare}/log.1")
             with contextlib.suppress(FileNotFoundError):
                 os.truncate(f"{spare}/{STATE}", 0)
             return set(os.listdir(spare)) <= {DATA, STATE, "log.1"}
         except OSError:
             return False
         finally:
-            for f in (fd, log_fd):
-                if f >= 0:
-                    with contextlib.suppress(OSError):
-                        os.close(f)
+            self._close_files()
+
+    def _close_files(self) -> None:
+        for fd in (self.fd, self._log_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.fd = self._log_fd = -1
 
     def describe(self) -> dict[str, Any]:
         return {"key": self.key, "size": self.size, "pending": not self.clean,

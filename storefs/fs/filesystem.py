@@ -892,7 +892,7 @@ class Filesystem:
         parent.implicit = False
 
     def _has_pending_children(self, path: str) -> bool:
-        return any(i.local_only for i in self.inodes.below(path))
+        return bool(self.inodes.local_below(path))
 
     async def rmdir(self, parent_ino: int, name: str) -> None:
         self._count("rmdir")
@@ -1337,27 +1337,10 @@ class Filesystem:
                     ) -> Iterator[tuple[str, Inode, int]]:
         now = trio.current_time()
         entries = handle.entries
-        at = self.inodes.at
         while i < end:
             name, child = entries[i]
             i += 1
-            path = _join(handle.path, name)
-            inode = at(path)
-            meta = child.meta
-            if inode is not None and meta is not None and inode.dirty is None \
-                    and not inode.local_only \
-                    and ((inode.meta is meta and inode.attr.is_dir == meta.is_dir)
-                         or (inode.listed_as is meta and inode.meta is inode.listed_to
-                             and inode.complete)):
-                # listed again as the inode last took it: it only vouches for it anew (what
-                # _entry_inode does then, without its lookups, for each of a big listing)
-                if inode.complete and not inode.attr.is_dir:
-                    inode.listed = True
-                    inode.checked = now
-            else:
-                inode = self._entry_inode(path, child)
-                if inode is not None and meta is not None:
-                    inode.listed_as, inode.listed_to = meta, inode.meta
+            inode = self._entry_inode(_join(handle.path, name), child, now)
             if inode is not None:
                 yield name, inode, i
 
@@ -1483,10 +1466,27 @@ class Filesystem:
             if "/" not in rest:
                 handle.add(rest, Child(None, False))
 
-    def _entry_inode(self, path: str, child: Child) -> Inode | None:
+    def _entry_inode(self, path: str, child: Child, now: float) -> Inode | None:
+        """The inode a listing entry stands for (``now``: the trio time of the listing)."""
         inode = self.inodes.at(path)
         if inode is not None and (inode.dirty is not None or inode.local_only):
             return inode
+        if inode is not None and child.meta is not None and inode.listed_as is child.meta \
+                and inode.meta is inode.listed_to and inode.complete:
+            # the entry this inode was last resolved from, nothing changed since: what
+            # follows would come to the same, for each name of a big listing listed again
+            if not inode.attr.is_dir:
+                inode.listed = True  # the listing vouches for it anew
+                inode.checked = now
+            return inode
+        inode = self._resolve_entry(path, inode, child)
+        if inode is not None and child.meta is not None:
+            inode.listed_as, inode.listed_to = child.meta, inode.meta
+        return inode
+
+    def _resolve_entry(self, path: str, inode: Inode | None, child: Child) -> Inode | None:
+        """``_entry_inode`` for an entry not resolved before: ``inode`` is the one at
+        ``path`` (if any), kept or updated from what the entry and the caches say."""
         if child.meta is None:
             if child.is_dir:
                 if inode is not None and inode.attr.is_dir:

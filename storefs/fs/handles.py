@@ -45,17 +45,14 @@ class DirHandle:
     token: str | None = None
     done: bool = False
     started: bool = False
-    #: ``entries`` and ``seen`` are the metadata cache's (``fill``): copied before a change
-    shared: bool = False
 
     def add(self, name: str, child: Child) -> None:
         if name in self.seen:
             return  # a file and a prefix of the same name: the first one listed wins
-        if self.shared or not isinstance(self.seen, set):
+        if not isinstance(self.seen, set):
+            # ``fill`` gave it the metadata cache's entries and names: copied before a change
             self.entries = list(self.entries)
             self.seen = set(self.seen)
-            self.shared = False
-        assert isinstance(self.seen, set)
         self.seen.add(name)
         self.entries.append((name, child))
 
@@ -64,12 +61,10 @@ class DirHandle:
         ``names`` are shared with the cache (a big directory is not copied per opendir)."""
         self.entries = entries
         self.seen = names
-        self.shared = True
 
     def reset(self) -> None:
         self.entries = []
         self.seen = set()
-        self.shared = False
         self.token = None
         self.done = False
 

@@ -26,6 +26,11 @@ def _name(raw: bytes) -> str:
     return os.fsdecode(raw)
 
 
+def _raw(name: str) -> bytes:
+    """``os.fsencode`` without its per-call checks (readdir encodes every name)."""
+    return name.encode(_FS_ENCODING, "surrogateescape")
+
+
 class Operations(pyfuse3.Operations):
     """The FUSE face of a ``Filesystem``."""
 
@@ -209,9 +214,7 @@ class Operations(pyfuse3.Operations):
         async with contextlib.aclosing(self.fs.readdir_batches(fh, start_id)) as batches:
             async for batch in batches:
                 for name, inode, next_id in batch:
-                    # os.fsencode's encoding, without its per-call checks
-                    raw = name.encode(_FS_ENCODING, "surrogateescape")
-                    if not pyfuse3.readdir_reply(token, raw, self.entry(inode), next_id):
+                    if not pyfuse3.readdir_reply(token, _raw(name), self.entry(inode), next_id):
                         self.fs.drop_if_unused(inode)
                         return
                     self.fs.remember(inode)
@@ -249,7 +252,7 @@ class Operations(pyfuse3.Operations):
 
     @fuse_errors
     async def listxattr(self, inode: int, ctx: Any) -> list[bytes]:
-        return [os.fsencode(n) for n in await self.fs.listxattr(inode)]
+        return [_raw(n) for n in await self.fs.listxattr(inode)]
 
     @fuse_errors
     async def setxattr(self, inode: int, name: bytes, value: bytes, ctx: Any) -> None:
